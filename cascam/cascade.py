@@ -1,0 +1,305 @@
+"""CasCAM: train, explain, threshold, mask, repeat — and combine the K maps (PAPER-MAP §1).
+
+``run_cascade`` trains (or loads from the run store) the K classifiers; ``Cascade.explain`` is the
+inference-only explanation with the trained models.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .config import CascadeConfig
+from .data import ImageData, load_data
+from .explainers import Explainer, get_explainer
+from .masking import combine_maps, mask_images, normalize_maps
+from .models import CamNet, build_model
+from .store import RunRecord, RunStore
+from .threshold import apply_threshold
+from .training import accuracy, resolve_device, split_indices, train_classifier
+
+__all__ = ["Cascade", "run_cascade", "threshold_maps", "cascade_step", "to_float_images"]
+
+
+def to_float_images(images: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(N, 3, H, W)`` → float32 in [0, 1]; float input is returned as float32 unchanged."""
+    return images.float() / 255 if images.dtype == torch.uint8 else images.float()
+
+
+def threshold_maps(cams: torch.Tensor, config: CascadeConfig) -> torch.Tensor:
+    """TH(CAM) with the configuration's scheme and parameters (negative part clipped first)."""
+    return apply_threshold(
+        cams,
+        config.threshold,
+        topk=config.topk,
+        prior=config.ebayes_prior,
+        a=config.ebayes_a,
+        threshrule=config.ebayes_threshrule,
+        standardize=config.ebayes_standardize,
+    )
+
+
+def _batched_maps(
+    explainer: Explainer, model: nn.Module, images: torch.Tensor, targets: torch.Tensor, batch_size: int
+) -> torch.Tensor:
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(images), batch_size):
+        xb = to_float_images(images[start : start + batch_size]).to(device, non_blocking=True)
+        tb = targets[start : start + batch_size].to(device)
+        out.append(explainer(model, xb, tb).float())
+    return torch.cat(out)
+
+
+def cascade_step(
+    model: nn.Module,
+    explainer: Explainer,
+    x: torch.Tensor,
+    targets: torch.Tensor,
+    config: CascadeConfig,
+    *,
+    batch_size: int = 256,
+    mask: bool = True,
+    timings: dict | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """One iteration's explanation and counterfactual step on images ``x`` (float, [0, 1]).
+
+    Returns ``(cams, M, x_next)``: raw maps CAM_k(x) ``(N, H, W)``, thresholded maps M_k = TH(CAM_k),
+    and x^(k+1) = MinMax(fill(x, M_k)) (None when ``mask`` is False). Work is done in batches on
+    the model's device; results come back on the device of ``x``.
+    """
+    timings = timings if timings is not None else {}
+    device = next(model.parameters()).device
+    cams_all, th_all, next_all = [], [], []
+    t_explain = t_threshold = t_mask = 0.0
+    for start in range(0, len(x), batch_size):
+        xb = to_float_images(x[start : start + batch_size]).to(device, non_blocking=True)
+        tb = targets[start : start + batch_size].to(device)
+        t0 = time.perf_counter()
+        cams = explainer(model, xb, tb).float()
+        t1 = time.perf_counter()
+        th = threshold_maps(cams, config)
+        t2 = time.perf_counter()
+        if mask:
+            next_all.append(mask_images(xb, th, config.theta, config.fill).to(x.device))
+        t3 = time.perf_counter()
+        t_explain += t1 - t0
+        t_threshold += t2 - t1
+        t_mask += t3 - t2
+        cams_all.append(cams.to(x.device))
+        th_all.append(th.to(x.device))
+    timings.update(explain_seconds=t_explain, threshold_seconds=t_threshold, mask_seconds=t_mask)
+    return torch.cat(cams_all), torch.cat(th_all), (torch.cat(next_all) if mask else None)
+
+
+@dataclass
+class Cascade:
+    """A trained cascade: its configuration, run record, data, split and the K models."""
+
+    config: CascadeConfig
+    record: RunRecord
+    data: ImageData
+    train_index: np.ndarray
+    valid_index: np.ndarray
+    models: list[CamNet] = field(default_factory=list)
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def K(self) -> int:
+        return len(self.models)
+
+    def explainers(self) -> list[Explainer]:
+        return [get_explainer(self.config.explainer_for(k)) for k in range(1, self.K + 1)]
+
+    def predict_targets(self, images: torch.Tensor) -> torch.Tensor:
+        """Model 1's predicted class, the target used when no labels are given."""
+        from .training import predict_logits
+
+        return predict_logits(self.models[0], to_float_images(images)).argmax(1)
+
+    def trace(self, images: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int = 128) -> dict:
+        """Everything the cascade does to ``images``: per iteration k the input x^(k), the raw map
+        CAM_k(x^(k)) and its thresholded M_k (lists of K tensors; x has K entries, x^(1) = the input).
+
+        This recomputes, with the trained models, exactly the masked images used in training.
+        """
+        targets = labels if labels is not None else self.predict_targets(images)
+        x = to_float_images(images)
+        xs, cams, ths = [], [], []
+        for k, (model, explainer) in enumerate(zip(self.models, self.explainers(), strict=True), start=1):
+            xs.append(x)
+            cam, th, x_next = cascade_step(model, explainer, x, targets, self.config, batch_size=batch_size, mask=k < self.K)
+            cams.append(cam)
+            ths.append(th)
+            if x_next is not None:
+                x = x_next
+        return {"x": xs, "cams": cams, "thresholded": ths, "targets": targets}
+
+    def explain(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        *,
+        lam: float | None = None,
+        combine: str | None = None,
+        return_stages: bool = False,
+        batch_size: int = 128,
+    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """CasCAM maps for ``images`` (uint8 or float [0, 1], ``(B, 3, H, W)``), inference only.
+
+        .. math:: \\mathrm{CasCAM}(x) = \\mathrm{Norm}\\Big(\\sum_k \\omega_k\\, \\mathrm{Norm}(\\mathrm{TH}(\\mathrm{CAM}_k(x)))\\Big),
+                  \\quad \\omega_k \\propto e^{-\\lambda (k-1)}
+
+        Each f_k explains the original image (``explain_on="original"``, the authors' choice) or its
+        own masked input x^(k) (``explain_on="masked"``). Targets are ``labels`` or, if None, model
+        1's prediction. ``lam``/``combine`` override the configuration (no retraining needed).
+
+        Returns ``(B, H, W)`` in [0, 1], and with ``return_stages`` also the K thresholded maps.
+        """
+        lam = self.config.lam if lam is None else lam
+        combine = self.config.combine if combine is None else combine
+        targets = labels if labels is not None else self.predict_targets(images)
+        if self.config.explain_on == "masked":
+            ths = self.trace(images, targets, batch_size)["thresholded"]
+        else:
+            x = to_float_images(images)
+            ths = [
+                cascade_step(m, e, x, targets, self.config, batch_size=batch_size, mask=False)[1]
+                for m, e in zip(self.models, self.explainers(), strict=True)
+            ]
+        combined = combine_maps(ths, lam, combine)
+        return (combined, ths) if return_stages else combined
+
+    def stage_maps(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Norm(TH(CAM_k(x))) for k = 1..K, each ``(B, H, W)`` in [0, 1]."""
+        _, ths = self.explain(images, labels, return_stages=True)
+        return [normalize_maps(t) for t in ths]
+
+    def iteration_table(self):
+        """Per-iteration stats (training time, epochs, early stopping, accuracies) as a DataFrame."""
+        return self.record.iteration_table()
+
+
+def _load_model(record: RunRecord, k: int, config: CascadeConfig, device: torch.device) -> CamNet:
+    model = build_model(config.arch, num_classes=2, pretrained=False)
+    model.load_state_dict(record.load_state(k))
+    return model.to(device).eval()
+
+
+def run_cascade(
+    config: CascadeConfig,
+    store: RunStore | str | None = None,
+    data: ImageData | None = None,
+    *,
+    progress: bool | None = None,
+) -> Cascade:
+    """Train the K classifiers of CasCAM, or load them from the run store.
+
+    For k = 1..K: train f_k on x^(k) (early stopping on the fixed validation split), compute
+    M_k = TH(CAM_k(x^(k))) for every image and x^(k+1) = MinMax(x^(k) ⊙ exp(−θ M_k)). Iterations
+    already in the store are loaded, not retrained (their masks are recomputed from the saved
+    models, which on CPU reproduces them exactly), so a run killed after iteration k resumes at
+    k + 1, and a finished run only loads.
+
+    Per iteration the store records the history, timings (training, explanation, thresholding,
+    masking) and the leakage diagnostic: validation accuracy of f_k on its own masked images, on
+    the original images and, where the data has them, on artifact-free images.
+    """
+    store = store if isinstance(store, RunStore) else RunStore(store)
+    progress = config.progress if progress is None else progress
+    device = resolve_device(config.device)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    record = store.open(config)
+    t0 = time.perf_counter()
+    data = data if data is not None else load_data(config)
+    load_seconds = time.perf_counter() - t0
+    if data.image_size != (config.image_size, config.image_size):
+        raise ValueError(
+            f"image_size: data has images of {data.image_size[0]}×{data.image_size[1]} px but the "
+            f"configuration says {config.image_size}"
+        )
+    labels = data.labels
+    for c in range(len(data.class_names)):
+        if int((labels == c).sum()) < 2:
+            raise ValueError(
+                f"data: class {data.class_names[c]!r} has {int((labels == c).sum())} image(s); "
+                "each class needs at least 2 (one to train, one to validate)"
+            )
+    train_idx, valid_idx = split_indices(labels, config.valid_fraction, config.seed)
+    record.write_json(
+        "split.json", {"train": train_idx.tolist(), "valid": valid_idx.tolist(), "data_meta": data.meta}
+    )
+    x = to_float_images(data.images)
+    x_orig_valid = x[valid_idx]
+    clean_valid = to_float_images(data.clean_images[valid_idx]) if data.clean_images is not None else None
+    models: list[CamNet] = []
+    t_train, v_train = torch.as_tensor(train_idx), torch.as_tensor(valid_idx)
+    bar = tqdm(range(1, config.K + 1), desc="CasCAM", unit="iter", disable=not progress)
+    for k in bar:
+        explainer = get_explainer(config.explainer_for(k))
+        if record.has_iteration(k):
+            model = _load_model(record, k, config, device)
+            stats = record.stats(k)
+            bar.set_postfix(iteration=k, state="loaded")
+        else:
+            torch.manual_seed(config.seed * 1000 + k)
+            model = build_model(config.arch, num_classes=2, pretrained=config.pretrained)
+            result = train_classifier(
+                model,
+                x[t_train],
+                labels[t_train],
+                x[v_train],
+                labels[v_train],
+                epochs=config.epochs,
+                min_epochs=config.min_epochs,
+                patience=config.patience,
+                batch_size=config.batch_size,
+                lr=config.lr,
+                weight_decay=config.weight_decay,
+                seed=config.seed * 1000 + k,
+                device=device,
+                progress=progress,
+                desc=f"model {k}/{config.K}",
+            )
+            model = result.model
+            stats = {
+                "iteration": k,
+                "explainer": config.explainer_for(k),
+                "train_seconds": result.seconds,
+                "epochs_run": len(result.history),
+                "best_epoch": result.best_epoch,
+                "stopped_early": result.stopped_early,
+                "valid_accuracy_own": accuracy(model, x[valid_idx], labels[valid_idx]),
+                "valid_accuracy_original": accuracy(model, x_orig_valid, labels[valid_idx]),
+                "valid_accuracy_clean": (
+                    accuracy(model, clean_valid, labels[valid_idx]) if clean_valid is not None else None
+                ),
+                "data_load_seconds": load_seconds if k == 1 else 0.0,
+                "device": _describe(device),
+            }
+        models.append(model)
+        timings: dict = {}
+        _, _, x_next = cascade_step(model, explainer, x, labels, config, mask=k < config.K, timings=timings)
+        if not record.has_iteration(k):
+            stats.update(timings)
+            stats["n_images"] = len(x)
+            record.save_iteration(k, model, result.history, stats)
+        if x_next is not None:
+            x = x_next
+    bar.close()
+    if not record.is_complete:
+        record.mark_complete()
+    return Cascade(config, record, data, train_idx, valid_idx, models, device)
+
+
+def _describe(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"

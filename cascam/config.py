@@ -1,0 +1,296 @@
+"""The cascade's configuration: one frozen, validated dataclass whose hash names the run.
+
+Every field is checked on construction, so a bad parameter fails with one line naming it before
+any data is generated or any model is trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "CascadeConfig",
+    "ConfigError",
+    "ARCHITECTURES",
+    "THRESHOLDS",
+    "FILLS",
+    "DATA_SOURCES",
+    "load_config",
+    "parse_overrides",
+]
+
+ARCHITECTURES = ("small_cnn", "resnet18", "resnet34", "resnet50", "efficientnet_lite0")
+THRESHOLDS = ("none", "topk", "ebayes")
+FILLS = ("multiply", "mean", "blur", "inpaint")
+DATA_SOURCES = ("synthetic", "folder", "oxford")
+VARIANTS = ("single", "multi_artifact", "multi_object")
+COMBINES = ("paper", "code")
+EXPLAIN_ON = ("original", "masked")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+#: Fields that say where/how a run executes, not what it computes; they do not enter the hash.
+EXECUTION_FIELDS = ("device", "num_workers", "progress")
+#: Smallest input side per architecture (the network's total stride times 2).
+MIN_IMAGE_SIZE = {"small_cnn": 16, "resnet18": 64, "resnet34": 64, "resnet50": 64, "efficientnet_lite0": 64}
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of range; the message names the parameter and the allowed values."""
+
+
+def _finite(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{name}: must be a finite number; got {value!r}")
+    return float(value)
+
+
+def _integer(name: str, value: Any, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise ConfigError(f"{name}: must be an integer ≥ {low}; got {value!r}")
+    if value < low or (high is not None and value > high):
+        rng = f"≥ {low}" if high is None else f"in [{low}, {high}]"
+        raise ConfigError(f"{name}: must be an integer {rng}; got {value!r}")
+    return value
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value.lower() not in allowed:
+        raise ConfigError(f"{name}: unknown value {value!r}; choose one of {', '.join(allowed)}")
+    return value.lower()
+
+
+@dataclass(frozen=True)
+class CascadeConfig:
+    """Everything that determines a CasCAM run (PAPER-MAP §1).
+
+    Data
+        data: ``synthetic`` (built-in, default), ``folder`` (a folder of with-artifact images plus
+            ``artifacts.csv``) or ``oxford`` (torchvision's Oxford-IIIT Pet with inserted artifacts).
+        data_path: folder for ``folder``/``oxford``; never defaulted.
+        variant: synthetic variant (``single``, ``multi_artifact``, ``multi_object``).
+        n_images: number of images (synthetic: generated; folder: a seeded stratified subset, 0 = all).
+        image_size: side in pixels the model sees.
+        valid_fraction: share of images held out for validation (fixed seeded stratified split,
+            the same in every iteration).
+        artifact: insert the label artifact (False gives the box-free control).
+    Cascade
+        K: iterations (≥ 1). theta: masking strength θ > 0.
+        threshold: ``none``, ``topk`` or ``ebayes``; topk: percent kept, in (0, 100].
+        ebayes_prior, ebayes_a (None = estimate), ebayes_threshrule, ebayes_standardize: EbayesThresh options.
+        lam: decay λ ≥ 0 of the weights ω_k = exp(−λ(k−1)) / Σ_j exp(−λ(j−1)).
+        explainer: one method name, or a tuple of K names (one per iteration).
+        combine: ``paper`` (Norm(Σ ω_k Norm(TH(CAM_k))) ) or ``code`` (Norm(Σ ω_k TH(CAM_k)), the
+            authors' code).
+        explain_on: ``original`` (each f_k explains x; authors' code) or ``masked`` (f_k explains x^(k)).
+        fill: counterfactual fill (``multiply`` = the paper's x·exp(−θ·M)).
+    Model and training
+        arch, pretrained, epochs (max), min_epochs, patience, batch_size, lr, weight_decay, seed.
+    Execution (not hashed)
+        device (``auto`` picks CUDA when available), num_workers, progress.
+    """
+
+    # data
+    data: str = "synthetic"
+    data_path: str | None = None
+    variant: str = "single"
+    n_images: int = 2400
+    image_size: int = 64
+    valid_fraction: float = 1 / 6
+    artifact: bool = True
+    # cascade
+    K: int = 5
+    theta: float = 0.3
+    threshold: str = "topk"
+    topk: float = 10.0
+    ebayes_prior: str = "laplace"
+    ebayes_a: float | None = 0.5
+    ebayes_threshrule: str = "median"
+    ebayes_standardize: str = "max"
+    lam: float = 0.1
+    explainer: str | tuple[str, ...] = "cam"
+    combine: str = "paper"
+    explain_on: str = "original"
+    fill: str = "multiply"
+    # model and training
+    arch: str = "small_cnn"
+    pretrained: bool = False
+    epochs: int = 15
+    min_epochs: int = 5
+    patience: int = 3
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+    # execution
+    device: str = "auto"
+    num_workers: int = 0
+    progress: bool = field(default=True, compare=False)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "data", _choice("data", self.data, DATA_SOURCES))
+        if self.data in ("folder", "oxford") and not self.data_path:
+            raise ConfigError(f"data_path: required when data={self.data!r} (a folder path); got None")
+        if self.data_path is not None:
+            set_(self, "data_path", str(self.data_path))
+        set_(self, "variant", _choice("variant", self.variant, VARIANTS))
+        set_(self, "n_images", _integer("n_images", self.n_images, 0))
+        if self.data == "synthetic" and self.n_images < 8:
+            raise ConfigError(f"n_images: the synthetic benchmark needs at least 8 images; got {self.n_images}")
+        set_(self, "arch", _choice("arch", self.arch, ARCHITECTURES))
+        set_(self, "image_size", _integer("image_size", self.image_size, 1))
+        if self.image_size < MIN_IMAGE_SIZE[self.arch]:
+            raise ConfigError(
+                f"image_size: {self.image_size} px is too small for arch={self.arch!r} "
+                f"(its stride needs ≥ {MIN_IMAGE_SIZE[self.arch]} px)"
+            )
+        vf = _finite("valid_fraction", self.valid_fraction)
+        if not 0 < vf < 1:
+            raise ConfigError(f"valid_fraction: must be in (0, 1); got {self.valid_fraction!r}")
+        set_(self, "valid_fraction", vf)
+        set_(self, "K", _integer("K", self.K, 1, 100))
+        theta = _finite("theta", self.theta)
+        if theta <= 0:
+            raise ConfigError(f"theta: masking strength must be > 0; got {self.theta!r}")
+        set_(self, "theta", theta)
+        set_(self, "threshold", _choice("threshold", self.threshold, THRESHOLDS))
+        topk = _finite("topk", self.topk)
+        if not 0 < topk <= 100:
+            raise ConfigError(f"topk: percent of pixels kept must be in (0, 100]; got {self.topk!r}")
+        set_(self, "topk", topk)
+        set_(self, "ebayes_prior", _choice("ebayes_prior", self.ebayes_prior, ("laplace", "cauchy")))
+        if self.ebayes_a is not None:
+            a = _finite("ebayes_a", self.ebayes_a)
+            if a <= 0:
+                raise ConfigError(f"ebayes_a: Laplace scale must be > 0 (or None to estimate); got {a!r}")
+            set_(self, "ebayes_a", a)
+        set_(
+            self,
+            "ebayes_threshrule",
+            _choice("ebayes_threshrule", self.ebayes_threshrule, ("median", "mean", "soft", "hard")),
+        )
+        set_(self, "ebayes_standardize", _choice("ebayes_standardize", self.ebayes_standardize, ("max", "none")))
+        lam = _finite("lam", self.lam)
+        if lam < 0:
+            raise ConfigError(f"lam: decay λ must be ≥ 0; got {self.lam!r}")
+        set_(self, "lam", lam)
+        from .explainers import EXPLAINER_NAMES
+
+        if isinstance(self.explainer, (list, tuple)):
+            names = tuple(_choice("explainer", e, EXPLAINER_NAMES) for e in self.explainer)
+            if len(names) == 0:
+                raise ConfigError("explainer: an empty list; give one name or K names")
+            if len(names) == 1:
+                set_(self, "explainer", names[0])
+            elif len(names) != self.K:
+                raise ConfigError(f"explainer: a list must have K={self.K} names (one per iteration); got {len(names)}")
+            else:
+                set_(self, "explainer", names)
+        else:
+            set_(self, "explainer", _choice("explainer", self.explainer, EXPLAINER_NAMES))
+        set_(self, "combine", _choice("combine", self.combine, COMBINES))
+        set_(self, "explain_on", _choice("explain_on", self.explain_on, EXPLAIN_ON))
+        set_(self, "fill", _choice("fill", self.fill, FILLS))
+        set_(self, "epochs", _integer("epochs", self.epochs, 1))
+        set_(self, "min_epochs", _integer("min_epochs", self.min_epochs, 0))
+        set_(self, "patience", _integer("patience", self.patience, 0))
+        set_(self, "batch_size", _integer("batch_size", self.batch_size, 1))
+        lr = _finite("lr", self.lr)
+        if lr <= 0:
+            raise ConfigError(f"lr: learning rate must be > 0; got {self.lr!r}")
+        set_(self, "lr", lr)
+        wd = _finite("weight_decay", self.weight_decay)
+        if wd < 0:
+            raise ConfigError(f"weight_decay: must be ≥ 0; got {self.weight_decay!r}")
+        set_(self, "weight_decay", wd)
+        set_(self, "seed", _integer("seed", self.seed, 0))
+        set_(self, "device", _choice("device", self.device, DEVICES))
+        set_(self, "num_workers", _integer("num_workers", self.num_workers, 0))
+        for flag in ("artifact", "pretrained", "progress"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(f"{flag}: must be true or false; got {getattr(self, flag)!r}")
+
+    # ------------------------------------------------------------------ helpers
+    def explainer_for(self, k: int) -> str:
+        """The explainer name used at iteration ``k`` (1-based)."""
+        if isinstance(self.explainer, tuple):
+            return self.explainer[k - 1]
+        return self.explainer
+
+    def to_dict(self, include_execution: bool = True) -> dict[str, Any]:
+        """Plain dict (tuples as lists), suitable for YAML/JSON."""
+        out = {}
+        for f in fields(self):
+            if not include_execution and f.name in EXECUTION_FIELDS:
+                continue
+            v = getattr(self, f.name)
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    def key(self) -> str:
+        """A 12-hex-digit hash of every field that changes results (execution fields excluded)."""
+        blob = json.dumps(self.to_dict(include_execution=False), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def replace(self, **changes: Any) -> CascadeConfig:
+        """A copy with ``changes`` applied (and validated)."""
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise ConfigError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> CascadeConfig:
+        """Build from a mapping, rejecting unknown keys by name."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ConfigError(f"unknown parameter(s): {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        vals = dict(values)
+        if isinstance(vals.get("explainer"), list):
+            vals["explainer"] = tuple(vals["explainer"])
+        return cls(**vals)
+
+
+def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Parse ``key=value`` strings (values read as YAML scalars: ``K=3``, ``explainer=[cam,gradcam]``)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set: expected key=value; got {item!r}")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {key}: cannot parse {raw!r} ({exc.__class__.__name__})") from None
+        out[key] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> CascadeConfig:
+    """Read a YAML config (a mapping of field → value), apply ``overrides`` and validate."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config: file not found: {p}")
+        loaded = yaml.safe_load(p.read_text())
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config: {p} must hold a mapping of parameter: value")
+        values.update(loaded)
+    values.update(overrides or {})
+    return CascadeConfig.from_dict(values)

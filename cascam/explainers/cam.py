@@ -1,0 +1,33 @@
+"""Plain class activation mapping (Zhou et al. 2016), exact for a GAP + bias-free linear head."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["CAM"]
+
+
+class CAM:
+    """Class activation map of the target class.
+
+    .. math::
+        \\mathrm{CAM}(x)[i,j] = \\sum_c W_{y,c} A_c(x)[i,j]
+
+    bilinearly upsampled to the input size. Raw values (not normalised): the cascade's masking
+    step uses the raw scale (PAPER-MAP §1).
+
+    Example:
+        >>> maps = CAM()(model, images, labels)   # (B, H, W)
+    """
+
+    name = "cam"
+
+    @torch.no_grad()
+    def __call__(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        feats = model.feature_maps(images)  # (B, C, h, w)
+        weights = model.classifier.weight[targets]  # (B, C)
+        cams = torch.einsum("bc,bchw->bhw", weights.to(feats.dtype), feats)
+        cams = F.interpolate(cams[:, None].float(), size=images.shape[-2:], mode="bilinear", align_corners=False)
+        return cams[:, 0]

@@ -1,0 +1,190 @@
+"""The run store: a run is a folder named by its configuration's hash, holding everything it produced.
+
+Every file is written to a temporary name and renamed, so a killed job never leaves a half-written
+file that a reader would trust; ``status.json`` says ``complete`` only once the last iteration is saved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import yaml
+from torch import nn
+
+from .config import CascadeConfig
+
+__all__ = ["RunStore", "RunRecord", "atomic_write_bytes", "atomic_write_text", "default_store_root"]
+
+
+def default_store_root() -> Path:
+    """``$CASCAM_STORE`` if set, else ``./runs``."""
+    return Path(os.environ.get("CASCAM_STORE", "runs"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+class RunRecord:
+    """One run's folder: ``config.yaml``, ``status.json``, ``iter_XX/{model.pt, history.csv, stats.json}``."""
+
+    def __init__(self, directory: Path, config: CascadeConfig) -> None:
+        self.dir = Path(directory)
+        self.config = config
+
+    def __repr__(self) -> str:
+        return f"RunRecord({str(self.dir)!r}, complete={self.is_complete})"
+
+    # ------------------------------------------------------------------ generic files
+    def write_json(self, name: str, obj: Any) -> None:
+        atomic_write_text(self.dir / name, json.dumps(obj, indent=2, default=_json_default))
+
+    def read_json(self, name: str, default: Any = None) -> Any:
+        p = self.dir / name
+        return json.loads(p.read_text()) if p.exists() else default
+
+    def write_frame(self, name: str, frame: pd.DataFrame) -> None:
+        atomic_write_text(self.dir / name, frame.to_csv(index=False))
+
+    def read_frame(self, name: str) -> pd.DataFrame | None:
+        p = self.dir / name
+        return pd.read_csv(p) if p.exists() else None
+
+    # ------------------------------------------------------------------ status
+    @property
+    def status(self) -> dict:
+        return self.read_json("status.json", {"complete": False})
+
+    @property
+    def is_complete(self) -> bool:
+        return bool(self.status.get("complete"))
+
+    def mark_complete(self) -> None:
+        self.write_json("status.json", {"complete": True, "iterations": self.config.K})
+
+    # ------------------------------------------------------------------ iterations
+    def iteration_dir(self, k: int) -> Path:
+        return self.dir / f"iter_{k:02d}"
+
+    def has_iteration(self, k: int) -> bool:
+        """True when iteration ``k``'s model and stats were both written completely."""
+        d = self.iteration_dir(k)
+        return (d / "model.pt").exists() and (d / "stats.json").exists()
+
+    def iterations_done(self) -> list[int]:
+        return [k for k in range(1, self.config.K + 1) if self.has_iteration(k)]
+
+    def save_iteration(self, k: int, model: nn.Module, history: list[dict], stats: dict) -> None:
+        """Save model k, its training history and stats; ``stats.json`` is written last (the commit mark)."""
+        d = self.iteration_dir(k)
+        d.mkdir(parents=True, exist_ok=True)
+        buf = _state_bytes(model)
+        atomic_write_bytes(d / "model.pt", buf)
+        atomic_write_text(d / "history.csv", pd.DataFrame(history).to_csv(index=False))
+        atomic_write_text(d / "stats.json", json.dumps(stats, indent=2, default=_json_default))
+
+    def update_stats(self, k: int, extra: dict) -> None:
+        d = self.iteration_dir(k)
+        stats = json.loads((d / "stats.json").read_text())
+        stats.update(extra)
+        atomic_write_text(d / "stats.json", json.dumps(stats, indent=2, default=_json_default))
+
+    def load_state(self, k: int) -> dict:
+        """Model k's state dict, loaded safely (``weights_only=True``)."""
+        return torch.load(self.iteration_dir(k) / "model.pt", map_location="cpu", weights_only=True)
+
+    def stats(self, k: int) -> dict:
+        return json.loads((self.iteration_dir(k) / "stats.json").read_text())
+
+    def history(self, k: int) -> pd.DataFrame:
+        return pd.read_csv(self.iteration_dir(k) / "history.csv")
+
+    def iteration_table(self) -> pd.DataFrame:
+        """One row per finished iteration with its stats (timings, accuracies, early stopping)."""
+        rows = []
+        for k in self.iterations_done():
+            s = self.stats(k)
+            rows.append({"iteration": k, **{key: v for key, v in s.items() if not isinstance(v, (dict, list))}})
+        return pd.DataFrame(rows)
+
+
+def _state_bytes(model: nn.Module) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
+    return buf.getvalue()
+
+
+class RunStore:
+    """A folder of runs, one sub-folder per configuration hash (``CascadeConfig.key()``)."""
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root) if root is not None else default_store_root()
+
+    def __repr__(self) -> str:
+        return f"RunStore({str(self.root)!r})"
+
+    def path(self, config: CascadeConfig) -> Path:
+        return self.root / config.key()
+
+    def open(self, config: CascadeConfig) -> RunRecord:
+        """The record for ``config``, creating its folder and ``config.yaml`` if new."""
+        d = self.path(config)
+        d.mkdir(parents=True, exist_ok=True)
+        if not (d / "config.yaml").exists():
+            atomic_write_text(d / "config.yaml", yaml.safe_dump(config.to_dict(include_execution=False), sort_keys=True))
+        return RunRecord(d, config)
+
+    def get(self, config: CascadeConfig) -> RunRecord | None:
+        """The record for ``config`` if its folder exists, else None."""
+        d = self.path(config)
+        return RunRecord(d, config) if d.exists() else None
+
+    def __iter__(self) -> Iterator[RunRecord]:
+        if not self.root.exists():
+            return
+        for d in sorted(self.root.iterdir()):
+            if (d / "config.yaml").exists():
+                yield load_record(d)
+
+
+def load_record(directory: str | Path) -> RunRecord:
+    """Open an existing run folder (reads its ``config.yaml``)."""
+    d = Path(directory)
+    cfg_path = d / "config.yaml"
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"run: {d} is not a run folder (no config.yaml)")
+    cfg = CascadeConfig.from_dict(yaml.safe_load(cfg_path.read_text()))
+    return RunRecord(d, cfg)

@@ -1,0 +1,194 @@
+"""Training one classifier of the cascade: seeded, early-stopped on validation loss, with a per-epoch history.
+
+Images live in memory as float tensors in [0, 1]; batches move to the device, where flips are applied.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+__all__ = ["resolve_device", "split_indices", "train_classifier", "predict_logits", "accuracy", "TrainResult"]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` → CUDA if available, else MPS, else CPU; an explicit device that is absent fails clearly."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: 'cuda' requested but no CUDA device is available; use device=auto or cpu")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("device: 'mps' requested but MPS is not available; use device=auto or cpu")
+    return torch.device(name)
+
+
+def split_indices(labels: torch.Tensor | np.ndarray, valid_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed, seeded, stratified train/validation split (sorted index arrays).
+
+    Each class contributes round(valid_fraction · n_class) validation images (at least one when
+    the class has two or more images). The split depends only on the labels and the seed.
+    """
+    y = np.asarray(labels)
+    rng = np.random.default_rng([seed, 7919])
+    train, valid = [], []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        idx = idx[rng.permutation(len(idx))]
+        n_valid = int(round(valid_fraction * len(idx)))
+        if len(idx) >= 2:
+            n_valid = min(max(n_valid, 1), len(idx) - 1)
+        valid.append(idx[:n_valid])
+        train.append(idx[n_valid:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(valid))
+
+
+@dataclass
+class TrainResult:
+    """What training one model produced: the best-validation-loss weights and the epoch history."""
+
+    model: nn.Module
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Logits ``(N, C)`` (float32, CPU) for float images ``(N, 3, H, W)`` in [0, 1] (any device)."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        xb = images[start : start + batch_size].to(device, non_blocking=True)
+        if xb.dtype == torch.uint8:
+            xb = xb.float() / 255
+        with _autocast(device):
+            out.append(model(xb).float().cpu())
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, 2)
+
+
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> float:
+    """Share of images whose argmax logit equals the label."""
+    if len(images) == 0:
+        return float("nan")
+    pred = predict_logits(model, images, batch_size).argmax(1)
+    return float((pred == labels.cpu()).float().mean())
+
+
+def _evaluate(model, images, labels, batch_size) -> tuple[float, float]:
+    logits = predict_logits(model, images, batch_size)
+    loss = float(F.cross_entropy(logits, labels.cpu()))
+    acc = float((logits.argmax(1) == labels.cpu()).float().mean())
+    return loss, acc
+
+
+def train_classifier(
+    model: nn.Module,
+    train_images: torch.Tensor,
+    train_labels: torch.Tensor,
+    valid_images: torch.Tensor,
+    valid_labels: torch.Tensor,
+    *,
+    epochs: int = 15,
+    min_epochs: int = 5,
+    patience: int = 3,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    flip: bool = True,
+    progress: bool = True,
+    desc: str = "train",
+) -> TrainResult:
+    """Train ``model`` with Adam and cross-entropy, early stopping on the validation loss.
+
+    Stops when the validation loss has not improved for ``patience`` epochs, but never before
+    ``min_epochs`` (validation loss plateaus early with batch norm), and after ``epochs`` at most;
+    the weights of the best epoch are restored. Horizontal flips are applied on the device.
+
+    Args:
+        train_images, valid_images: float ``(N, 3, H, W)`` in [0, 1] (CPU or device).
+        train_labels, valid_labels: int64 ``(N,)``.
+    Returns:
+        :class:`TrainResult` with one history row per epoch: ``epoch, train_loss, valid_loss,
+        valid_accuracy, seconds``.
+    """
+    device = torch.device(device)
+    torch.manual_seed(seed)
+    model.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    gen = torch.Generator().manual_seed(seed)
+    n = len(train_images)
+    best_loss, best_state, best_epoch, since_best = float("inf"), None, 0, 0
+    history: list[dict] = []
+    t_start = time.perf_counter()
+    bar = tqdm(range(1, epochs + 1), desc=desc, disable=not progress, leave=False, unit="epoch")
+    stopped_early = False
+    for epoch in bar:
+        t0 = time.perf_counter()
+        model.train()
+        order = torch.randperm(n, generator=gen)
+        total, count = 0.0, 0
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            if len(idx) < 2 and count > 0:  # a batch of one breaks batch norm; drop the remainder
+                continue
+            xb = train_images[idx].to(device, non_blocking=True)
+            yb = train_labels[idx].to(device, non_blocking=True)
+            if xb.dtype == torch.uint8:
+                xb = xb.float() / 255
+            if flip:
+                flips = torch.rand(len(idx), generator=gen) < 0.5
+                xb = torch.where(flips.to(device).view(-1, 1, 1, 1), xb.flip(-1), xb)
+            with _autocast(device):
+                loss = F.cross_entropy(model(xb).float(), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach().item() * len(idx)
+            count += len(idx)
+        valid_loss, valid_acc = _evaluate(model, valid_images, valid_labels, 4 * batch_size)
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": total / max(count, 1),
+                "valid_loss": valid_loss,
+                "valid_accuracy": valid_acc,
+                "seconds": time.perf_counter() - t0,
+            }
+        )
+        bar.set_postfix(loss=f"{valid_loss:.3f}", acc=f"{valid_acc:.3f}")
+        if valid_loss < best_loss - 1e-6:
+            best_loss, best_epoch, since_best = valid_loss, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            since_best += 1
+        if epoch >= min_epochs and since_best > patience and epoch < epochs:
+            stopped_early = True
+            break
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return TrainResult(model, history, best_epoch, stopped_early, time.perf_counter() - t_start)
