@@ -1,0 +1,39 @@
+"""Data sources: the built-in synthetic benchmark, Oxford-IIIT Pet, and folders of images with artifacts."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .base import CLASS_NAMES, ImageData
+
+if TYPE_CHECKING:
+    from ..config import CascadeConfig
+
+__all__ = ["ImageData", "CLASS_NAMES", "load_data"]
+
+
+def load_data(config: CascadeConfig) -> ImageData:
+    """The image set a configuration names (``data``, ``data_path``, ``n_images``, ``image_size`` …)."""
+    if config.data == "synthetic":
+        from .synthetic import generate_synthetic
+
+        return generate_synthetic(
+            config.n_images, size=config.image_size, variant=config.variant, seed=config.seed, artifact=config.artifact
+        )
+    if config.data == "folder":
+        from .oxford import load_artifact_folder
+
+        return load_artifact_folder(
+            config.data_path, size=config.image_size, limit=config.n_images or None, seed=config.seed
+        )
+    if config.data == "oxford":
+        from .oxford import load_oxford_pets
+
+        data = load_oxford_pets(config.data_path, split="all", size=config.image_size)
+        if config.n_images and config.n_images < len(data):
+            import numpy as np
+
+            idx = np.random.default_rng(config.seed).choice(len(data), config.n_images, replace=False)
+            data = data.subset(np.sort(idx))
+        return data
+    raise ValueError(f"data: unknown source {config.data!r}")
