@@ -1,0 +1,118 @@
+"""The cascade end to end on a toy set: caching, resuming, determinism, explanation."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+import cascam.cascade as cascade_mod
+from cascam import CascadeConfig, run_cascade
+from cascam.masking import combine_maps, mask_images, normalize_maps
+from cascam.store import load_record
+
+TOY = dict(n_images=96, image_size=32, K=3, epochs=2, min_epochs=1, patience=1, batch_size=32, progress=False, device="cpu")
+
+
+def _states_equal(a, b) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_finished_run_is_loaded_not_retrained(toy_data, store, monkeypatch):
+    cfg = CascadeConfig(**TOY)
+    first = run_cascade(cfg, store, data=toy_data)
+    assert first.record.is_complete and first.record.iterations_done() == [1, 2, 3]
+
+    def boom(*a, **k):
+        raise AssertionError("a finished run must not train again")
+
+    monkeypatch.setattr(cascade_mod, "train_classifier", boom)
+    second = run_cascade(cfg, store, data=toy_data)
+    assert all(_states_equal(a, b) for a, b in zip(first.models, second.models))
+    x = toy_data.images[:6]
+    assert torch.equal(first.explain(x, toy_data.labels[:6]), second.explain(x, toy_data.labels[:6]))
+
+
+def test_resume_after_kill_trains_only_missing_iterations(toy_data, store, monkeypatch):
+    cfg = CascadeConfig(**TOY)
+    full = run_cascade(cfg, store.__class__(store.root / "full"), data=toy_data)
+    # a run that died after iteration 1: iteration 2 and 3 folders and the status are missing
+    partial = run_cascade(cfg, store, data=toy_data)
+    for k in (2, 3):
+        shutil.rmtree(partial.record.iteration_dir(k))
+    (partial.record.dir / "status.json").unlink()
+    trained = []
+    real = cascade_mod.train_classifier
+
+    def spy(*a, **k):
+        trained.append(k["desc"])
+        return real(*a, **k)
+
+    monkeypatch.setattr(cascade_mod, "train_classifier", spy)
+    resumed = run_cascade(cfg, store, data=toy_data)
+    assert trained == ["model 2/3", "model 3/3"]
+    assert resumed.record.is_complete
+    assert all(_states_equal(a, b) for a, b in zip(full.models, resumed.models))
+
+
+def test_same_seed_gives_identical_models_and_maps(toy_data, tmp_path):
+    cfg = CascadeConfig(**TOY)
+    a = run_cascade(cfg, tmp_path / "a", data=toy_data)
+    b = run_cascade(cfg, tmp_path / "b", data=toy_data)
+    assert all(_states_equal(m, n) for m, n in zip(a.models, b.models))
+    assert torch.equal(a.explain(toy_data.images, toy_data.labels), b.explain(toy_data.images, toy_data.labels))
+
+
+def test_trace_reproduces_the_masking_formula(toy_data, store):
+    cfg = CascadeConfig(**TOY)
+    c = run_cascade(cfg, store, data=toy_data)
+    t = c.trace(toy_data.images[:5], toy_data.labels[:5])
+    assert len(t["x"]) == 3 and len(t["cams"]) == 3
+    for k in range(2):
+        expected = mask_images(t["x"][k], t["thresholded"][k], cfg.theta)
+        assert torch.allclose(t["x"][k + 1], expected)
+    # thresholded maps keep about 10% of the pixels
+    kept = (t["thresholded"][0] > 0).float().mean().item()
+    assert 0.09 <= kept <= 0.2
+
+
+def test_explain_is_the_weighted_sum_of_normalised_stages(toy_data, store):
+    cfg = CascadeConfig(**TOY)
+    c = run_cascade(cfg, store, data=toy_data)
+    x, y = toy_data.images[:4], toy_data.labels[:4]
+    combined, ths = c.explain(x, y, return_stages=True)
+    assert combined.shape == (4, 32, 32)
+    assert torch.allclose(combined, combine_maps(ths, cfg.lam, "paper"))
+    assert combined.min() >= 0 and combined.max() <= 1
+    stages = c.stage_maps(x, y)
+    assert all(torch.allclose(s, normalize_maps(t)) for s, t in zip(stages, ths))
+    # changing λ needs no retraining and changes the map
+    uniform = c.explain(x, y, lam=0.0)
+    assert not torch.allclose(uniform, combined)
+
+
+def test_masked_explanation_variant_uses_masked_inputs(toy_data, store):
+    cfg = CascadeConfig(**TOY, explain_on="masked")
+    c = run_cascade(cfg, store, data=toy_data)
+    x, y = toy_data.images[:4], toy_data.labels[:4]
+    _, ths = c.explain(x, y, return_stages=True)
+    t = c.trace(x, y)
+    assert all(torch.allclose(a, b) for a, b in zip(ths, t["thresholded"]))
+
+
+def test_stats_record_timings_and_leakage(toy_data, store):
+    c = run_cascade(CascadeConfig(**TOY), store, data=toy_data)
+    table = c.iteration_table()
+    for col in ("train_seconds", "explain_seconds", "mask_seconds", "epochs_run", "stopped_early", "valid_accuracy_own",
+                "valid_accuracy_original"):
+        assert col in table.columns
+    assert table["train_seconds"].gt(0).all()
+    rec = load_record(c.record.dir)
+    assert rec.config.key() == c.config.key()
+
+
+def test_image_size_mismatch_is_reported(toy_data, store):
+    with pytest.raises(ValueError, match="image_size: data has images of 32×32"):
+        run_cascade(CascadeConfig(**{**TOY, "image_size": 48}), store, data=toy_data)
