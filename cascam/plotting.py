@@ -1,0 +1,137 @@
+"""Figures: saliency overlays, method-comparison panels, masked-iteration grids, per-iteration maps.
+
+Functions return matplotlib Figures (the book saves them as PNG); tensors are converted once, here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+__all__ = ["to_numpy_image", "overlay", "save_overlays", "plot_panels", "plot_grid", "outline"]
+
+
+def to_numpy_image(image: torch.Tensor | np.ndarray) -> np.ndarray:
+    """``(3, H, W)`` uint8 or float [0, 1] → float ``(H, W, 3)`` in [0, 1]."""
+    t = torch.as_tensor(image).detach().cpu()
+    if t.dtype == torch.uint8:
+        t = t.float() / 255
+    if t.ndim == 3 and t.shape[0] in (1, 3):
+        t = t.permute(1, 2, 0)
+    return t.float().clamp(0, 1).numpy()
+
+
+def overlay(image, saliency, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
+    """Blend a saliency map (any scale, ``(h, w)``; resized to the image) over an image → ``(H, W, 3)``."""
+    img = to_numpy_image(image)
+    s = torch.as_tensor(saliency).detach().float().cpu()
+    if s.shape != img.shape[:2]:
+        s = torch.nn.functional.interpolate(s[None, None], size=img.shape[:2], mode="bilinear", align_corners=False)[0, 0]
+    s = s.numpy()
+    rng = s.max() - s.min()
+    s = (s - s.min()) / rng if rng > 0 else np.zeros_like(s)
+    heat = matplotlib.colormaps[cmap](s)[..., :3]
+    return (1 - alpha) * img + alpha * heat
+
+
+def outline(ax, mask, color: str = "lime", linewidth: float = 1.0) -> None:
+    """Draw the outline of a boolean mask ``(H, W)`` on ``ax``."""
+    m = torch.as_tensor(mask).detach().cpu().float().numpy()
+    if m.any():
+        ax.contour(m, levels=[0.5], colors=[color], linewidths=linewidth)
+
+
+def save_overlays(images: torch.Tensor, maps: torch.Tensor, names: Sequence[str], out_dir: str | Path) -> list[Path]:
+    """Write ``<name>_cascam.png`` (image | overlay side by side) for each image; returns the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for img, m, name in zip(images, maps, names, strict=True):
+        fig, axes = plt.subplots(1, 2, figsize=(6, 3))
+        axes[0].imshow(to_numpy_image(img))
+        axes[0].set_title("input")
+        axes[1].imshow(overlay(img, m))
+        axes[1].set_title("CasCAM")
+        for ax in axes:
+            ax.axis("off")
+        fig.tight_layout()
+        path = out / f"{name}_cascam.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def plot_panels(
+    images: torch.Tensor,
+    maps: Mapping[str, torch.Tensor],
+    object_masks: torch.Tensor | None = None,
+    artifact_masks: torch.Tensor | None = None,
+    titles: Sequence[str] | None = None,
+    panel_size: float = 1.6,
+) -> plt.Figure:
+    """Rows = images, columns = input then one overlay per method (the paper's Figures 2–5 layout).
+
+    ``maps`` maps a method name to ``(B, h, w)`` saliency. Object masks are outlined in green and
+    artifact masks in cyan on the input column.
+    """
+    n = len(images)
+    cols = 1 + len(maps)
+    fig, axes = plt.subplots(n, cols, figsize=(panel_size * cols, panel_size * n), squeeze=False)
+    for i in range(n):
+        ax = axes[i, 0]
+        ax.imshow(to_numpy_image(images[i]))
+        if object_masks is not None:
+            outline(ax, object_masks[i], "lime")
+        if artifact_masks is not None:
+            outline(ax, artifact_masks[i], "cyan")
+        if i == 0:
+            ax.set_title("input", fontsize=8)
+        if titles is not None:
+            ax.set_ylabel(titles[i], fontsize=7)
+        for j, (name, m) in enumerate(maps.items(), start=1):
+            axes[i, j].imshow(overlay(images[i], m[i]))
+            if i == 0:
+                axes[i, j].set_title(name, fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout(pad=0.2)
+    return fig
+
+
+def plot_grid(
+    cells: Sequence[Sequence[torch.Tensor]],
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
+    base_images: Sequence[Sequence[torch.Tensor]] | None = None,
+    panel_size: float = 1.4,
+) -> plt.Figure:
+    """A grid of images (``(3, H, W)``) or saliency overlays: ``cells[r][c]``.
+
+    When ``base_images`` is given, ``cells`` hold maps overlaid on ``base_images[r][c]``.
+    """
+    nr, nc = len(cells), len(cells[0])
+    fig, axes = plt.subplots(nr, nc, figsize=(panel_size * nc, panel_size * nr), squeeze=False)
+    for r in range(nr):
+        for c in range(nc):
+            ax = axes[r, c]
+            if base_images is not None:
+                ax.imshow(overlay(base_images[r][c], cells[r][c]))
+            else:
+                ax.imshow(to_numpy_image(cells[r][c]))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(col_labels[c], fontsize=8)
+            if c == 0:
+                ax.set_ylabel(row_labels[r], fontsize=8)
+    fig.tight_layout(pad=0.2)
+    return fig
