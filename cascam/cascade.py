@@ -180,6 +180,17 @@ class Cascade:
         _, ths = self.explain(images, labels, return_stages=True)
         return [normalize_maps(t) for t in ths]
 
+    def truncated(self, K: int) -> Cascade:
+        """The cascade of the first ``K`` models — exactly the run a configuration with this K would train,
+        since iteration k depends only on iterations 1..k−1."""
+        if not 1 <= K <= self.K:
+            raise ValueError(f"K: must be in [1, {self.K}] for this run; got {K!r}")
+        if isinstance(self.config.explainer, tuple):
+            cfg = self.config.replace(K=K, explainer=self.config.explainer[:K])
+        else:
+            cfg = self.config.replace(K=K)
+        return Cascade(cfg, self.record, self.data, self.train_index, self.valid_index, self.models[:K], self.device)
+
     def iteration_table(self):
         """Per-iteration stats (training time, epochs, early stopping, accuracies) as a DataFrame."""
         return self.record.iteration_table()

@@ -38,6 +38,11 @@ EXPLAIN_ON = ("original", "masked")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 #: Fields that say where/how a run executes, not what it computes; they do not enter the hash.
 EXECUTION_FIELDS = ("device", "num_workers", "progress")
+#: Fields that change only how the trained models explain, not what is trained; they do not enter
+#: the hash either, so changing λ or the combination variant never retrains. K is left out too when
+#: one explainer drives every iteration: iteration k depends only on iterations 1..k−1, so a run of
+#: K = 10 holds the runs of K = 1..9 as prefixes, and K = 10 after K = 5 trains only 6..10.
+EXPLANATION_FIELDS = ("lam", "combine", "explain_on")
 #: Smallest input side per architecture (the network's total stride times 2).
 MIN_IMAGE_SIZE = {"small_cnn": 16, "resnet18": 64, "resnet34": 64, "resnet50": 64, "efficientnet_lite0": 64}
 
@@ -238,9 +243,18 @@ class CascadeConfig:
             out[f.name] = list(v) if isinstance(v, tuple) else v
         return out
 
+    def training_dict(self) -> dict[str, Any]:
+        """The fields that determine the trained models (see :data:`EXPLANATION_FIELDS`)."""
+        out = self.to_dict(include_execution=False)
+        for name in EXPLANATION_FIELDS:
+            out.pop(name)
+        if isinstance(self.explainer, str):
+            out.pop("K")
+        return out
+
     def key(self) -> str:
-        """A 12-hex-digit hash of every field that changes results (execution fields excluded)."""
-        blob = json.dumps(self.to_dict(include_execution=False), sort_keys=True, default=str)
+        """A 12-hex-digit hash of the fields that determine the trained models (:meth:`training_dict`)."""
+        blob = json.dumps(self.training_dict(), sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def replace(self, **changes: Any) -> CascadeConfig:

@@ -88,10 +88,13 @@ class RunRecord:
 
     @property
     def is_complete(self) -> bool:
-        return bool(self.status.get("complete"))
+        """True when iterations 1..K of this record's configuration are all saved and marked done."""
+        return int(self.status.get("iterations_complete", 0)) >= self.config.K and self.has_iteration(self.config.K)
 
     def mark_complete(self) -> None:
-        self.write_json("status.json", {"complete": True, "iterations": self.config.K})
+        """Record that iterations 1..K are finished (never lowers a count a longer run recorded)."""
+        done = max(self.config.K, int(self.status.get("iterations_complete", 0)))
+        self.write_json("status.json", {"complete": True, "iterations_complete": done})
 
     # ------------------------------------------------------------------ iterations
     def iteration_dir(self, k: int) -> Path:
@@ -103,7 +106,20 @@ class RunRecord:
         return (d / "model.pt").exists() and (d / "stats.json").exists()
 
     def iterations_done(self) -> list[int]:
-        return [k for k in range(1, self.config.K + 1) if self.has_iteration(k)]
+        """The saved iterations 1..k with no gap (at most K of this record's configuration)."""
+        done = []
+        for k in range(1, self.config.K + 1):
+            if not self.has_iteration(k):
+                break
+            done.append(k)
+        return done
+
+    def iterations_available(self) -> int:
+        """How many consecutive iterations the folder holds (a longer run may have saved more than K)."""
+        k = 0
+        while self.has_iteration(k + 1):
+            k += 1
+        return k
 
     def save_iteration(self, k: int, model: nn.Module, history: list[dict], stats: dict) -> None:
         """Save model k, its training history and stats; ``stats.json`` is written last (the commit mark)."""
@@ -164,7 +180,7 @@ class RunStore:
         d = self.path(config)
         d.mkdir(parents=True, exist_ok=True)
         if not (d / "config.yaml").exists():
-            atomic_write_text(d / "config.yaml", yaml.safe_dump(config.to_dict(include_execution=False), sort_keys=True))
+            atomic_write_text(d / "config.yaml", yaml.safe_dump(config.training_dict(), sort_keys=True))
         return RunRecord(d, config)
 
     def get(self, config: CascadeConfig) -> RunRecord | None:
@@ -180,11 +196,19 @@ class RunStore:
                 yield load_record(d)
 
 
-def load_record(directory: str | Path) -> RunRecord:
-    """Open an existing run folder (reads its ``config.yaml``)."""
+def load_record(directory: str | Path, **explanation: Any) -> RunRecord:
+    """Open an existing run folder (reads its ``config.yaml``).
+
+    K is the number of iterations the folder holds unless given; ``explanation`` may set ``lam``,
+    ``combine``, ``explain_on`` (not stored with the training configuration).
+    """
     d = Path(directory)
     cfg_path = d / "config.yaml"
     if not cfg_path.exists():
         raise FileNotFoundError(f"run: {d} is not a run folder (no config.yaml)")
-    cfg = CascadeConfig.from_dict(yaml.safe_load(cfg_path.read_text()))
-    return RunRecord(d, cfg)
+    values = yaml.safe_load(cfg_path.read_text())
+    if "K" not in values:
+        k = RunRecord(d, CascadeConfig()).iterations_available()
+        values["K"] = max(1, k)
+    values.update(explanation)
+    return RunRecord(d, CascadeConfig.from_dict(values))

@@ -116,3 +116,26 @@ def test_stats_record_timings_and_leakage(toy_data, store):
 def test_image_size_mismatch_is_reported(toy_data, store):
     with pytest.raises(ValueError, match="image_size: data has images of 32×32"):
         run_cascade(CascadeConfig(**{**TOY, "image_size": 48}), store, data=toy_data)
+
+
+def test_longer_run_extends_a_shorter_one_and_lambda_never_retrains(toy_data, store, monkeypatch):
+    short = run_cascade(CascadeConfig(**{**TOY, "K": 2}), store, data=toy_data)
+    trained = []
+    real = cascade_mod.train_classifier
+
+    def spy(*a, **k):
+        trained.append(k["desc"])
+        return real(*a, **k)
+
+    monkeypatch.setattr(cascade_mod, "train_classifier", spy)
+    longer = run_cascade(CascadeConfig(**{**TOY, "K": 3}), store, data=toy_data)
+    assert trained == ["model 3/3"]
+    assert longer.record.dir == short.record.dir
+    assert all(_states_equal(a, b) for a, b in zip(short.models, longer.models[:2]))
+    run_cascade(CascadeConfig(**{**TOY, "K": 3, "lam": 0.0, "combine": "code"}), store, data=toy_data)
+    run_cascade(CascadeConfig(**{**TOY, "K": 1}), store, data=toy_data)
+    assert trained == ["model 3/3"]
+    prefix = longer.truncated(2)
+    x, y = toy_data.images[:4], toy_data.labels[:4]
+    assert torch.equal(prefix.explain(x, y), short.explain(x, y))
+    assert load_record(longer.record.dir).config.K == 3
