@@ -185,7 +185,7 @@ class CascadeConfig:
             "ebayes_threshrule",
             _choice("ebayes_threshrule", self.ebayes_threshrule, ("median", "mean", "soft", "hard")),
         )
-        set_(self, "ebayes_standardize", _choice("ebayes_standardize", self.ebayes_standardize, ("max", "none")))
+        set_(self, "ebayes_standardize", _choice("ebayes_standardize", self.ebayes_standardize, ("max", "none", "median")))
         lam = _finite("lam", self.lam)
         if lam < 0:
             raise ConfigError(f"lam: decay λ must be ≥ 0; got {self.lam!r}")

@@ -18,7 +18,7 @@ def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
 
 
 def small_cnn(num_classes: int = 2, width: int = 32) -> CamNet:
-    """Four conv blocks (32-64-128-128 channels at ``width=32``), three stride-2 stages.
+    """Four conv blocks (32-64-128-128 channels at ``width=32``), three stride-2 stages, BN + ReLU.
 
     A 64-px input gives an 8×8 CAM. Inputs in [0, 1] are normalised with mean = std = 0.5.
     """
@@ -28,6 +28,5 @@ def small_cnn(num_classes: int = 2, width: int = 32) -> CamNet:
         _block(w, 2 * w, 2),
         _block(2 * w, 4 * w, 2),
         _block(4 * w, 4 * w, 2),
-        _block(4 * w, 4 * w, 1),
     )
     return CamNet(features, 4 * w, num_classes, target_layer=features[-1], stride=8)

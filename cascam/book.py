@@ -1,0 +1,190 @@
+"""The book runner: execute the jupytext notebooks with papermill under a profile, then build the site.
+
+``cascam book --profile default`` reads ``profiles/default.yaml``, executes every notebook of
+``_toc.yml`` into ``book/_build/pages/`` (never into the sources), and runs ``jupyter-book build``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import ConfigError, parse_overrides
+
+__all__ = ["build_book", "load_profile", "notebook_order", "repo_root", "PAGES_DIR"]
+
+#: Where executed notebooks go, relative to the repository root.
+PAGES_DIR = Path("book") / "_build" / "pages"
+
+
+def repo_root() -> Path:
+    """The folder holding ``_config.yml`` (``$CASCAM_BOOK_ROOT`` or the repository of this package)."""
+    env = os.environ.get("CASCAM_BOOK_ROOT")
+    root = Path(env) if env else Path(__file__).resolve().parents[1]
+    if not (root / "_config.yml").exists():
+        raise FileNotFoundError(f"book: no _config.yml in {root}; run from a clone of cascam-book")
+    return root
+
+
+def load_profile(name: str, root: Path | None = None) -> dict[str, Any]:
+    """``profiles/<name>.yaml``: ``parameters`` (for every notebook) and ``notebooks.<name>`` (per notebook)."""
+    root = root or repo_root()
+    path = root / "profiles" / f"{name}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in (root / "profiles").glob("*.yaml"))
+        raise ConfigError(f"--profile: unknown profile {name!r}; choose one of {', '.join(known)}")
+    profile = yaml.safe_load(path.read_text()) or {}
+    profile.setdefault("parameters", {})
+    profile.setdefault("notebooks", {})
+    return profile
+
+
+def notebook_order(root: Path | None = None) -> list[str]:
+    """Notebook names in execution order: every page of ``_toc.yml`` under ``book/_build/pages``, the
+    landing page (``index``) last because it summarises the others."""
+    root = root or repo_root()
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    entries = [toc["root"]]
+
+    def walk(node):
+        for part in node.get("parts", []):
+            walk(part)
+        for ch in node.get("chapters", []) + node.get("sections", []):
+            if "file" in ch:
+                entries.append(ch["file"])
+            walk(ch)
+
+    walk(toc)
+    names = [Path(e).name for e in entries if Path(e).parent == PAGES_DIR]
+    return [n for n in names if n != "index"] + (["index"] if "index" in names else [])
+
+
+def _declared_parameters(nb) -> set[str]:
+    import ast
+
+    for cell in nb.cells:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            tree = ast.parse(cell.source)
+            names = set()
+            for node in tree.body:
+                targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+                names.update(t.id for t in targets if isinstance(t, ast.Name))
+            return names
+    raise ConfigError("book: a notebook has no cell tagged 'parameters'")
+
+
+def _run_with_cell(nbformat, profile: str, params: dict[str, Any]):
+    rows = "\n".join(f"| `{k}` | `{v!r}` |" for k, v in sorted(params.items()))
+    text = (
+        ":::{admonition} This page was run with\n:class: note\n\n"
+        f"profile **{profile}**, on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n\n"
+        f"| parameter | value |\n|---|---|\n{rows}\n:::\n"
+    )
+    return nbformat.v4.new_markdown_cell(text)
+
+
+def _prepare(executed_path: Path, profile: str, params: dict[str, Any]) -> None:
+    """Hide the parameters cell and papermill's injected cell, and add the 'this page was run with' box."""
+    import nbformat
+
+    nb = nbformat.read(executed_path, as_version=4)
+    last = -1
+    for i, cell in enumerate(nb.cells):
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "parameters" in tags or "injected-parameters" in tags:
+            cell.metadata["tags"] = sorted(set(tags) | {"remove-cell"})
+            last = i
+    nb.cells.insert(last + 1, _run_with_cell(nbformat, profile, params))
+    nbformat.write(nb, executed_path)
+
+
+def execute_notebook(name: str, profile_name: str, params: dict[str, Any], root: Path, log) -> Path:
+    """Execute ``notebooks/<name>.py`` with ``params`` into ``book/_build/pages/<name>.ipynb``."""
+    import jupytext
+    import nbformat
+    import papermill as pm
+
+    src = root / "notebooks" / f"{name}.py"
+    if not src.exists():
+        raise FileNotFoundError(f"book: notebook source missing: {src}")
+    nb = jupytext.read(src)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    declared = _declared_parameters(nb)
+    use = {k: v for k, v in params.items() if k in declared}
+    pages = root / PAGES_DIR
+    pages.mkdir(parents=True, exist_ok=True)
+    staged = pages / f".{name}.input.ipynb"
+    nbformat.write(nb, staged)
+    out = pages / f"{name}.ipynb"
+    try:
+        pm.execute_notebook(
+            str(staged),
+            str(out),
+            parameters=use,
+            kernel_name="python3",
+            language="python",
+            progress_bar=False,
+            cwd=str(root),
+        )
+    except pm.PapermillExecutionError as exc:
+        raise RuntimeError(
+            f"book: notebook {name!r} failed in cell {exc.exec_count} ({exc.ename}: {exc.evalue}); "
+            f"the executed copy with the traceback is {out}"
+        ) from None
+    finally:
+        staged.unlink(missing_ok=True)
+    _prepare(out, profile_name, {**use})
+    return out
+
+
+def build_book(
+    profile: str = "default",
+    overrides: list[str] | dict[str, Any] | None = None,
+    only: list[str] | None = None,
+    build: bool = True,
+) -> Path:
+    """Execute the book's notebooks under ``profile`` (with ``overrides``) and build the HTML site.
+
+    Returns the path of the site's ``index.html``. ``only`` restricts execution to some notebooks
+    (the site is still built from whatever pages exist).
+    """
+    from tqdm.auto import tqdm
+
+    root = repo_root()
+    prof = load_profile(profile, root)
+    extra = parse_overrides(overrides) if isinstance(overrides, list) else dict(overrides or {})
+    order = notebook_order(root)
+    if only:
+        unknown = sorted(set(only) - set(order))
+        if unknown:
+            raise ConfigError(f"--only: unknown notebook(s) {', '.join(unknown)}; choose from {', '.join(order)}")
+        order = [n for n in order if n in only]
+    os.environ.setdefault("CASCAM_STORE", str(root / "runs"))
+    timings = {}
+    bar = tqdm(order, desc=f"book ({profile})", unit="notebook")
+    for name in bar:
+        bar.set_postfix(notebook=name)
+        params = {"profile": profile, **prof["parameters"], **prof["notebooks"].get(name, {}), **extra}
+        t0 = time.perf_counter()
+        execute_notebook(name, profile, params, root, bar.write)
+        timings[name] = round(time.perf_counter() - t0, 1)
+        bar.write(f"  {name}: {timings[name]} s")
+    (root / PAGES_DIR / "timings.json").write_text(json.dumps({"profile": profile, "seconds": timings}, indent=2))
+    site = root / "book" / "_build" / "html" / "index.html"
+    if build:
+        missing = [n for n in notebook_order(root) if not (root / PAGES_DIR / f"{n}.ipynb").exists()]
+        if missing:
+            raise RuntimeError(f"book: pages not executed yet: {', '.join(missing)}; run without --only first")
+        jb = Path(sys.executable).with_name("jupyter-book")
+        cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(root), "--path-output", str(root / "book"), "-q"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0 or not site.exists():
+            raise RuntimeError(f"book: jupyter-book build failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return site

@@ -1,0 +1,153 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Table 5: localisation of CasCAM against ten baselines
+#
+# The paper's Table 5 compares CasCAM with CAM and the nine `grad-cam` baselines on the Oxford-IIIT
+# Pet images with label boxes, with four metrics against the animal's ground-truth mask: average
+# precision (AP), IoU of the map thresholded at 0.5, the pointing game, and the "top-15 % energy".
+# Its claim: **CasCAM is best on all four metrics** (PG 89.24 % against 42.29 % for CAM).
+#
+# Here every method explains the same classifier — model 1 of the cascade, trained on the images
+# with label boxes — on the validation images, and CasCAM combines the K models. Intervals are
+# percentile-bootstrap 95 % intervals over images; the effect sizes are Cohen's d against FullGrad,
+# the strongest baseline in the paper.
+
+# %% tags=["parameters"]
+profile = "default"
+data = "synthetic"
+data_path = None
+variant = "single"
+n_images = 2400
+image_size = 64
+K = 5
+theta = 0.3
+threshold = "topk"
+topk = 10.0
+lam = 0.1
+explainer = "cam"
+arch = "small_cnn"
+pretrained = False
+epochs = 15
+min_epochs = 5
+patience = 3
+batch_size = 64
+lr = 0.002
+device = "auto"
+seed = 0
+n_eval = 400
+
+# %%
+import numpy as np
+import pandas as pd
+from cascam.stats import paired_differences, summarize
+from IPython.display import Markdown, display
+
+from cascam import run_cascade
+from cascam.bookkit import config_from_params, paper_values, record_result, show_table, store
+from cascam.evaluate import ALL_METHODS, evaluate
+
+cfg = config_from_params(**{k: v for k, v in globals().items() if not k.startswith("_")}, progress=False)
+cascade = run_cascade(cfg, store())
+scores = evaluate(cascade, ALL_METHODS, n_images=n_eval or None)
+has_objects = "average_precision" in scores.columns
+paper = paper_values()["table5"]
+print(f"run {cascade.record.dir.name}: K={cfg.K}, θ={cfg.theta}, threshold={cfg.threshold} {cfg.topk:g} %, "
+      f"λ={cfg.lam}; {scores['image'].nunique()} validation images")
+
+# %% [markdown]
+# ## Table 5, this run beside the paper
+
+# %%
+METRICS = {"average_precision": "AP", "iou": "IoU", "pointing_game": "PointingGame", "top15_energy": "Top15Energy"}
+order = [m for m in paper["rows"]]
+if has_objects:
+    means = scores.groupby("method")[list(METRICS)].mean().rename(columns=METRICS).reindex(order)
+    means["PointingGame"] *= 100
+    published = pd.DataFrame(paper["rows"], index=paper["columns"]).T.reindex(order)
+    both = pd.concat({"this run": means, "paper": published}, axis=1)
+    show_table(
+        both,
+        5,
+        "Localisation on the validation images: this run (mean over images) beside the paper's published "
+        "values (Oxford-IIIT Pet, ResNet-50, K = 10). Pointing game in %. Top15Energy is "
+        "Σ_{top15 ∩ G} S / Σ_{top15} S; see the footnote for the two other readings of the paper's column.",
+        name="table5",
+    )
+    best = means.idxmax()
+    held = bool((best == "CasCAM").all())
+    display(Markdown(
+        "Best method per metric in this run: " + ", ".join(f"{c}: **{m}**" for c, m in best.items())
+        + f". The paper's claim (CasCAM best on all four) **{'holds' if held else 'does not hold'}** here."
+    ))
+    record_result(
+        "Table 5",
+        profile=profile,
+        ours=f"CasCAM PG {means.loc['CasCAM', 'PointingGame']:.1f} % vs CAM {means.loc['CAM', 'PointingGame']:.1f} %; "
+        f"AP {means.loc['CasCAM', 'AP']:.3f} vs {means.loc['CAM', 'AP']:.3f}",
+        paper="CasCAM PG 89.24 % vs CAM 42.29 %; AP 0.6529 vs 0.5190",
+        claim=paper_values()["claims"]["table5"],
+        held=held,
+        page="04_table5",
+    )
+else:
+    display(Markdown("This data set has no object masks (e.g. the shared photo folder without trimaps): "
+                     "the object metrics of Table 5 cannot be measured; see the artifact metrics below."))
+    record_result("Table 5", profile=profile, ours="not measurable (no object masks)", paper="CasCAM PG 89.24 %",
+                  claim=paper_values()["claims"]["table5"], held=None, page="04_table5")
+
+# %% [markdown]
+# Footnote — the paper's fourth column is called "Top-15 % energy" and described as the share of
+# saliency energy inside the ground truth, while the authors' code computes Σ S·G / Σ S over all
+# pixels. The three readings, per method:
+
+# %%
+if has_objects:
+    extra = scores.groupby("method")[["top15_energy", "top15_precision", "energy_in_gt", "iou_top15"]].mean().reindex(order)
+    show_table(extra, "5b", "The three readings of the energy column and the IoU of the top-15 % pixels.", name="table5b")
+
+# %% [markdown]
+# ## Intervals and effect sizes
+
+# %%
+if has_objects:
+    summary = summarize(scores, list(METRICS), by="method")
+    show_table(summary.set_index(["method", "metric"]) if "metric" in summary.columns else summary,
+               "5c", "Mean, standard deviation and bootstrap 95 % interval over images, per method and metric.",
+               name="table5_intervals")
+    diffs = paired_differences(scores, "iou", baseline="FullGrad", by="method", id_col="image")
+    show_table(diffs, "5d", "IoU: paired difference of each method against FullGrad with its bootstrap 95 % "
+               "interval and Cohen's d (the paper's effect-size remark).", name="table5_effect_sizes")
+
+# %% [markdown]
+# ## Where the maps point: object or label box?
+#
+# The paper's explanation of the baselines' low scores is that they point at the label box. With
+# artifact masks we can measure it: the share of each map's energy on the box and the rate at
+# which its maximum lies on the box.
+
+# %%
+art_cols = [c for c in ("artifact_pointing", "artifact_energy", "pointing_game", "energy_in_gt") if c in scores.columns]
+art = scores.groupby("method")[art_cols].mean().reindex(order)
+show_table(art, "5e", "Artifact pointing rate and artifact energy (and, where measurable, object pointing and "
+           "energy) per method on the validation images.", name="table5_artifact")
+
+# %% [markdown]
+# ## Agreement and differences
+#
+# The paper's numbers come from ResNet-50 fine-tuned on 512-px photos; the default profile uses a
+# small CNN on 64-px synthetic images whose ground truth is exact. What should transfer is the
+# *pattern*: the baselines that explain the shortcut-taking model agree with one another (they all
+# explain the same features of model 1), and CasCAM, which adds the maps of models trained without
+# the shortcut, moves mass from the box to the animal. Absolute values differ with the data, the
+# resolution of the CAM (8 × 8 here against 16 × 16 in the paper) and the size of the animal.
