@@ -155,7 +155,7 @@ def build_book(
     Returns the path of the site's ``index.html``. ``only`` restricts execution to some notebooks
     (the site is still built from whatever pages exist).
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     root = repo_root()
     prof = load_profile(profile, root)

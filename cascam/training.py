@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 __all__ = ["resolve_device", "split_indices", "train_classifier", "predict_logits", "accuracy", "TrainResult"]
 

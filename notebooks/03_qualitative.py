@@ -45,8 +45,8 @@ device = "auto"
 seed = 0
 n_show = 4
 n_eval = 400
-ebayes_n_images = 1200
-ebayes_K = 6
+grid_n_images = 1200
+grid_K = 6
 variant_n_images = 1200
 
 # %%
@@ -85,8 +85,7 @@ def panels(cascade, class_index=None, n=n_show, number=None, caption=""):
 # ## Figure 2: cats with a "Cat" label (EbayesThresh)
 
 # %%
-cfg_eb = cfg.replace(threshold="ebayes", n_images=ebayes_n_images if synthetic else cfg.n_images,
-                     K=ebayes_K if synthetic else cfg.K)
+cfg_eb = cfg.replace(threshold="ebayes", n_images=grid_n_images or cfg.n_images, K=grid_K)
 cascade_eb = run_cascade(cfg_eb, store())
 panels(cascade_eb, 0, number=2, caption=f"Cat images with a white \"Cat\" box: input, CasCAM (EbayesThresh, K = "
        f"{cfg_eb.K}, θ = {cfg_eb.theta}) and the ten other methods on model 1.")

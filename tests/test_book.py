@@ -1,0 +1,111 @@
+"""The book end to end: the smoke profile executes every notebook and builds the site (in a copy of
+the book's sources, so a developer's own build is untouched); the HTML holds figures 1–8 and tables
+5–13 as real images and numbers; headless Chromium renders the landing page without console errors.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.book
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("book")
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(ROOT / name, work / name)
+    for folder in ("notebooks", "profiles"):
+        shutil.copytree(ROOT / folder, work / folder)
+    (work / "book").mkdir()
+    shutil.copy(ROOT / "book" / "rerun.md", work / "book" / "rerun.md")
+    env = {**os.environ, "CASCAM_BOOK_ROOT": str(work), "CASCAM_STORE": str(work / "runs"), "MPLBACKEND": "Agg"}
+    cli = Path(sys.executable).with_name("cascam")
+    proc = subprocess.run([str(cli), "book", "--profile", "smoke"], env=env, capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "site:" in proc.stdout
+    return work / "book" / "_build" / "html"
+
+
+def _html(site: Path) -> str:
+    return "\n".join(p.read_text(errors="replace") for p in sorted(site.glob("*.html")))
+
+
+def test_every_figure_and_table_is_on_the_site(site):
+    html = _html(site)
+    for n in range(1, 9):
+        assert re.search(rf"<strong>Figure {n}\.</strong>", html), f"Figure {n} caption missing"
+    for n in range(5, 14):
+        assert re.search(rf"<strong>Table {n}\.</strong>", html), f"Table {n} caption missing"
+
+
+def test_figures_are_real_images(site):
+    from PIL import Image
+
+    pages = list(site.glob("*.html"))
+    srcs = {src for p in pages for src in re.findall(r'<img[^>]+src="([^"]+\.png)"', p.read_text(errors="replace"))}
+    assert len(srcs) >= 8
+    for src in srcs:
+        path = (site / src).resolve()
+        assert path.exists(), src
+        with Image.open(path) as im:
+            im.load()
+            assert im.size[0] > 50 and im.size[1] > 50
+
+
+def test_tables_hold_numbers_not_nan(site):
+    html = _html(site)
+    tables = re.findall(r'<table class="dataframe cascam-table">(.*?)</table>', html, re.S)
+    assert len(tables) >= 9
+    for t in tables:
+        cells = re.findall(r"<td>(.*?)</td>", t, re.S)
+        assert cells, "an empty table"
+        assert not any(c.strip().lower() in ("nan", "inf") for c in cells)
+        assert any(re.fullmatch(r"-?\d[\d,]*(\.\d+)?(e-?\d+)?", c.strip()) for c in cells), "no numbers in a table"
+
+
+def test_landing_page_has_the_reproduction_status_table(site):
+    index = (site / "index.html").read_text()
+    assert "Reproduction status" in index
+    for item in ("Table 5", "Table 6", "Figure 1", "Table 13"):
+        assert item in index
+    assert "This page was run with" in index
+
+
+def test_parameters_cell_is_hidden_but_values_are_shown(site):
+    page = (site / "04_table5.html").read_text()
+    assert "This page was run with" in page
+    assert "injected-parameters" not in page
+    assert "n_eval = 400" not in page  # the source's parameters cell is removed from the page
+
+
+def test_csv_downloads_are_offered(site):
+    page = (site / "04_table5.html").read_text()
+    assert 'download="table5.csv"' in page
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed (apt-get install chromium)")
+def test_landing_page_renders_in_headless_chromium(site, tmp_path):
+    shot = tmp_path / "index.png"
+    profile = tmp_path / "chrome-profile"
+    cmd = [
+        "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={profile}", "--window-size=1280,1600", "--enable-logging=stderr", "--v=0",
+        f"--screenshot={shot}", (site / "index.html").as_uri(),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 10_000, proc.stderr[-2000:]
+    console_errors = [line for line in proc.stderr.splitlines() if "CONSOLE" in line and ("Error" in line or "error" in line)]
+    assert not console_errors, console_errors
+    out = ROOT / "book" / "_build"
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, out / "smoke-index-screenshot.png")
