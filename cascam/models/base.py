@@ -47,13 +47,16 @@ class CamNet(nn.Module):
         self.classifier = nn.Linear(num_features, num_classes, bias=False)
         self.register_buffer("input_mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("input_std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
-        self._target_layer = target_layer
+        # A plain reference, not a registered submodule: the layer already lives inside ``features``, and
+        # registering it twice would duplicate its parameters in the state dict and in module walks.
+        object.__setattr__(self, "_target_layer_ref", target_layer)
         self.stride = stride
 
     @property
     def target_layer(self) -> nn.Module:
         """The last conv block (A), the layer CAM and the grad-cam baselines explain."""
-        return self._target_layer if self._target_layer is not None else self.features
+        ref = self.__dict__.get("_target_layer_ref")
+        return ref if ref is not None else self.features
 
     def feature_maps(self, x: torch.Tensor) -> torch.Tensor:
         """A(x): ``(B, C, h, w)`` for images ``x`` in [0, 1]."""
