@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -47,8 +48,8 @@ def load_profile(name: str, root: Path | None = None) -> dict[str, Any]:
 
 
 def notebook_order(root: Path | None = None) -> list[str]:
-    """Notebook names in execution order: every page of ``_toc.yml`` under ``book/_build/pages``, the
-    landing page (``index``) last because it summarises the others."""
+    """Notebook names in execution order: every page of ``_toc.yml`` that has a ``notebooks/<page>.py``
+    source, the landing page (``index``) last because it summarises the others."""
     root = root or repo_root()
     toc = yaml.safe_load((root / "_toc.yml").read_text())
     entries = [toc["root"]]
@@ -62,7 +63,7 @@ def notebook_order(root: Path | None = None) -> list[str]:
             walk(ch)
 
     walk(toc)
-    names = [Path(e).name for e in entries if Path(e).parent == PAGES_DIR]
+    names = [Path(e).name for e in entries if (root / "notebooks" / f"{Path(e).name}.py").exists()]
     return [n for n in names if n != "index"] + (["index"] if "index" in names else [])
 
 
@@ -182,8 +183,14 @@ def build_book(
         missing = [n for n in notebook_order(root) if not (root / PAGES_DIR / f"{n}.ipynb").exists()]
         if missing:
             raise RuntimeError(f"book: pages not executed yet: {', '.join(missing)}; run without --only first")
+        for page in (root / "book").glob("*.md"):  # static pages sit beside the executed ones
+            shutil.copy(page, root / PAGES_DIR / page.name)
         jb = Path(sys.executable).with_name("jupyter-book")
-        cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(root), "--path-output", str(root / "book"), "-q"]
+        cmd = [
+            str(jb) if jb.exists() else "jupyter-book", "build", str(root / PAGES_DIR),
+            "--config", str(root / "_config.yml"), "--toc", str(root / "_toc.yml"),
+            "--path-output", str(root / "book"), "-q",
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0 or not site.exists():
             raise RuntimeError(f"book: jupyter-book build failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")

@@ -162,9 +162,11 @@ for m in t11.index:
         continue
     c_b = float(t11.loc[m, "best s/image"])
     n_star = (TK - T1) / (c_b - c_cas) if c_b > c_cas else float("inf")
-    rows[m] = {"s/image": c_b, "break-even N": n_star, "CasCAM cheaper above N": "never" if np.isinf(n_star) else f"{n_star:,.0f}"}
+    rows[m] = {"s/image": c_b, "break-even N": n_star if np.isfinite(n_star) else np.nan,
+               "CasCAM cheaper above N": "never" if np.isinf(n_star) else f"{n_star:,.0f}"}
 t13 = pd.DataFrame(rows).T
-show_table(t13, 13, "Break-even data-set size against each baseline ('never': the baseline is cheaper per image).",
+show_table(t13, 13, "Break-even data-set size against each baseline ('never' / —: the baseline is cheaper per image, "
+           "so CasCAM never catches up).",
            name="table13")
 never = [m for m in t13.index if t13.loc[m, "CasCAM cheaper above N"] == "never"]
 fg = t13.loc["FullGrad", "CasCAM cheaper above N"] if "FullGrad" in t13.index else "n/a"
