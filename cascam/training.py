@@ -120,10 +120,12 @@ def train_classifier(
     flip: bool = True,
     progress: bool = True,
     desc: str = "train",
+    min_delta: float = 1e-3,
 ) -> TrainResult:
     """Train ``model`` with Adam and cross-entropy, early stopping on the validation loss.
 
-    Stops when the validation loss has not improved for ``patience`` epochs, but never before
+    Stops when the validation loss has not improved by more than ``min_delta`` for ``patience``
+    epochs (a loss creeping from 0.004 to 0.003 on a solved task is not progress), but never before
     ``min_epochs`` (validation loss plateaus early with batch norm), and after ``epochs`` at most;
     the weights of the best epoch are restored. Horizontal flips are applied on the device.
 
@@ -179,9 +181,11 @@ def train_classifier(
             }
         )
         bar.set_postfix(loss=f"{valid_loss:.3f}", acc=f"{valid_acc:.3f}")
-        if valid_loss < best_loss - 1e-6:
-            best_loss, best_epoch, since_best = valid_loss, epoch, 0
+        if valid_loss < best_loss:
+            improved = valid_loss < best_loss - min_delta
+            best_loss, best_epoch = valid_loss, epoch
             best_state = copy.deepcopy(model.state_dict())
+            since_best = 0 if improved else since_best + 1
         else:
             since_best += 1
         if epoch >= min_epochs and since_best > patience and epoch < epochs:

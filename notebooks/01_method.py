@@ -52,8 +52,8 @@ lr = 0.002
 device = "auto"
 seed = 0
 n_show = 4
-grid_n_images = 1200
-grid_K = 6
+grid_n_images = 800
+grid_K = 5
 
 # %%
 import matplotlib.pyplot as plt

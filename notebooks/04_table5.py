@@ -45,7 +45,7 @@ batch_size = 64
 lr = 0.002
 device = "auto"
 seed = 0
-n_eval = 400
+n_eval = 200
 
 # %%
 import numpy as np

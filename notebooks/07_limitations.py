@@ -42,10 +42,10 @@ lr = 0.002
 device = "auto"
 seed = 0
 n_show = 4
-n_eval = 400
+n_eval = 200
 variant_n_images = 1200
-grid_n_images = 1200
-grid_K = 6
+grid_n_images = 800
+grid_K = 5
 
 # %%
 import torch

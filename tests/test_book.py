@@ -84,7 +84,7 @@ def test_parameters_cell_is_hidden_but_values_are_shown(site):
     page = (site / "04_table5.html").read_text()
     assert "This page was run with" in page
     assert "injected-parameters" not in page
-    assert "n_eval = 400" not in page  # the source's parameters cell is removed from the page
+    assert "n_eval = 200" not in page  # the source's parameters cell is removed from the page
 
 
 def test_csv_downloads_are_offered(site):
