@@ -23,7 +23,7 @@ from .store import RunRecord, RunStore
 from .threshold import apply_threshold
 from .training import accuracy, resolve_device, split_indices, train_classifier
 
-__all__ = ["Cascade", "run_cascade", "threshold_maps", "cascade_step", "to_float_images"]
+__all__ = ["Cascade", "run_cascade", "load_cascade", "threshold_maps", "cascade_step", "to_float_images"]
 
 
 def to_float_images(images: torch.Tensor) -> torch.Tensor:
@@ -103,7 +103,7 @@ class Cascade:
 
     config: CascadeConfig
     record: RunRecord
-    data: ImageData
+    data: ImageData | None
     train_index: np.ndarray
     valid_index: np.ndarray
     models: list[CamNet] = field(default_factory=list)
@@ -198,8 +198,34 @@ class Cascade:
 
 def _load_model(record: RunRecord, k: int, config: CascadeConfig, device: torch.device) -> CamNet:
     model = build_model(config.arch, num_classes=2, pretrained=False)
-    model.load_state_dict(record.load_state(k))
+    try:
+        model.load_state_dict(record.load_state(k))
+    except (RuntimeError, OSError, EOFError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise ValueError(
+            f"run: the checkpoint of iteration {k} in {record.iteration_dir(k)} does not load into arch="
+            f"{config.arch!r} ({first}); it was written by another version of cascam — delete that run folder "
+            "to retrain it"
+        ) from None
     return model.to(device).eval()
+
+
+def load_cascade(run_dir, *, device: str = "auto", **explanation) -> Cascade:
+    """The trained models of a finished run folder, for explanation only (no data is loaded).
+
+    ``explanation`` may set ``lam``, ``combine``, ``explain_on`` or a smaller ``K``. The returned
+    cascade has ``data=None`` and empty split indices.
+    """
+    from .store import load_record
+
+    record = load_record(run_dir, **explanation)
+    if not record.iterations_done() or len(record.iterations_done()) < record.config.K:
+        raise ValueError(f"--run: {run_dir} holds {len(record.iterations_done())} finished iteration(s), "
+                         f"fewer than K={record.config.K}; rerun `cascam run` to finish it")
+    dev = resolve_device(device)
+    models = [_load_model(record, k, record.config, dev) for k in range(1, record.config.K + 1)]
+    empty = np.array([], dtype=int)
+    return Cascade(record.config, record, None, empty, empty, models, dev)
 
 
 def run_cascade(

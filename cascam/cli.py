@@ -56,19 +56,16 @@ def _cmd_run(args) -> int:
 def _cmd_explain(args) -> int:
     import torch
 
-    from .cascade import run_cascade
+    from .cascade import load_cascade
+    from .data import CLASS_NAMES
     from .data.images import read_images
     from .plotting import save_overlays
-    from .store import RunStore, load_record
 
-    record = load_record(args.run)
-    if not record.is_complete:
-        raise ConfigError(f"--run: {args.run} is not a complete run (rerun `cascam run` to finish it)")
-    cascade = run_cascade(record.config, RunStore(Path(args.run).parent), progress=False)
-    images, names = read_images(args.images, size=record.config.image_size)
+    cascade = load_cascade(args.run)
+    images, names = read_images(args.images, size=cascade.config.image_size)
     labels = None
     if args.label is not None:
-        labels = torch.full((len(images),), cascade.data.class_names.index(args.label), dtype=torch.long)
+        labels = torch.full((len(images),), CLASS_NAMES.index(args.label), dtype=torch.long)
     maps = cascade.explain(images, labels)
     out = Path(args.out)
     paths = save_overlays(images, maps, names, out)
@@ -92,6 +89,61 @@ def _cmd_book(args) -> int:
     site = build_book(profile=args.profile, overrides=args.set or [], only=args.only, build=not args.no_build)
     print(f"site: {site}")
     return 0
+
+
+_SWEEP_HELP = """\
+Grid file (YAML):
+  name: paper-oxford               # optional; the sweep's folder <store>/_sweeps/<name> (default: file stem)
+  base:                            # parameters every configuration starts from
+    profile: paper                 #   optional: profiles/paper.yaml's parameters
+    lam: 0.1
+  grid:                            # Cartesian product, in this order
+    K: [3, 5, 10]
+    theta: [0.1, 0.3]
+    threshold_spec: ["topk:10", "topk:20", "none", "ebayes"]   # sets threshold (and topk)
+  extra:                           # explicit configurations on top of base
+    - {K: 10, theta: 0.3, threshold_spec: ebayes}
+
+K is not hashed, so K = 3, 5, 10 of one setting are one run of K = 10 (each K is done once the
+run holds K iterations). Runs already complete in the store are skipped; a run is claimed with
+<run>/claim.lock, so concurrent sweeps never train it twice. Named grids: smoke, paper-oxford, paper-coco.
+"""
+
+
+def _executor_params(items: list[str]) -> dict:
+    from .config import parse_overrides
+
+    try:
+        return parse_overrides(items)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("--set", "--executor-param", 1)) from None
+
+
+def _cmd_sweep(args) -> int:
+    from .config import parse_overrides
+    from .store import RunStore
+    from .sweep import format_status, grid_status, load_grid, run_sweep
+
+    grid = load_grid(args.grid, parse_overrides(args.set or []))
+    store = RunStore(args.store)
+    if args.status:
+        print(format_status(grid, grid_status(grid, store, metrics=not args.no_metrics)))
+        return 0
+    report = run_sweep(
+        grid,
+        store,
+        executor=args.executor,
+        max_parallel=args.max_parallel,
+        gpus_per_job=args.gpus_per_job,
+        timeout_min=args.timeout_min,
+        slurm_partition=args.slurm_partition,
+        executor_params=_executor_params(args.executor_param or []),
+        wait=False if args.no_wait else None,
+        dry_run=args.dry_run,
+    )
+    for line in report["failed"]:
+        print(f"failed: {line}", file=sys.stderr)
+    return 1 if report["failed"] else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,6 +186,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--no-artifact", action="store_true", help="draw no label box (the box-free control)")
     s.set_defaults(func=_cmd_data_synthetic)
+
+    w = sub.add_parser(
+        "sweep",
+        help="train a grid of configurations here or on a SLURM cluster (submitit), sharing one run store",
+        description="Expand a grid file into validated configurations and train every run the store does "
+        "not hold yet: one after another in this process (local), as local subprocesses through submitit "
+        "(debug), or as a SLURM job array (slurm). Rerunning reports and skips what is done, running or queued; "
+        "--status prints a table of states and headline metrics.",
+        epilog=_SWEEP_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    w.add_argument("grid", help="grid file (YAML), or the name of one in grids/ (smoke, paper-oxford, paper-coco)")
+    w.add_argument("--executor", choices=["local", "debug", "slurm"], default="local",
+                   help="local: here, one after another (default); debug: submitit local subprocesses; slurm: sbatch")
+    w.add_argument("--max-parallel", type=int, default=4, help="jobs running at once (slurm array parallelism; debug waves)")
+    w.add_argument("--slurm-partition", default=None, help="SLURM partition")
+    w.add_argument("--gpus-per-job", type=int, default=1, help="GPUs per job (default 1)")
+    w.add_argument("--timeout-min", type=int, default=720,
+                   help="job time limit in minutes; a job that reaches it requeues itself and resumes (default 720)")
+    w.add_argument("--executor-param", action="append", metavar="KEY=VALUE",
+                   help="any submitit AutoExecutor parameter (cpus_per_task=8, mem_gb=64, slurm_account=…)")
+    w.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a base parameter (data_path=…)")
+    w.add_argument("--store", default=None, help="run store folder (default: $CASCAM_STORE or ./runs)")
+    w.add_argument("--status", action="store_true", help="print each configuration's state and metrics; run nothing")
+    w.add_argument("--no-metrics", action="store_true", help="with --status: show cached metrics only")
+    w.add_argument("--no-wait", action="store_true", help="debug executor: return after submitting")
+    w.add_argument("--dry-run", action="store_true", help="list what would run; run nothing")
+    w.set_defaults(func=_cmd_sweep)
 
     b = sub.add_parser("book", help="execute the notebooks with papermill and build the Jupyter Book site")
     b.add_argument("--profile", default="default", help="profiles/<name>.yaml (smoke, default, pets-cpu, paper)")

@@ -43,6 +43,9 @@ EXECUTION_FIELDS = ("device", "num_workers", "progress")
 #: one explainer drives every iteration: iteration k depends only on iterations 1..k−1, so a run of
 #: K = 10 holds the runs of K = 1..9 as prefixes, and K = 10 after K = 5 trains only 6..10.
 EXPLANATION_FIELDS = ("lam", "combine", "explain_on")
+#: Bumped whenever an architecture, the training loop or the masking changes, so that stored runs of
+#: an older engine are never loaded as if they were current.
+ENGINE_VERSION = 2
 #: Smallest input side per architecture (the network's total stride times 2).
 MIN_IMAGE_SIZE = {"small_cnn": 16, "resnet18": 64, "resnet34": 64, "resnet50": 64, "efficientnet_lite0": 64}
 
@@ -244,8 +247,10 @@ class CascadeConfig:
         return out
 
     def training_dict(self) -> dict[str, Any]:
-        """The fields that determine the trained models (see :data:`EXPLANATION_FIELDS`)."""
+        """The fields that determine the trained models (see :data:`EXPLANATION_FIELDS`), plus the
+        engine version, which changes whenever a model or the training changes."""
         out = self.to_dict(include_execution=False)
+        out["engine_version"] = ENGINE_VERSION
         for name in EXPLANATION_FIELDS:
             out.pop(name)
         if isinstance(self.explainer, str):
@@ -268,6 +273,7 @@ class CascadeConfig:
     def from_dict(cls, values: Mapping[str, Any]) -> CascadeConfig:
         """Build from a mapping, rejecting unknown keys by name."""
         names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in values.items() if k != "engine_version"}
         unknown = sorted(set(values) - names)
         if unknown:
             raise ConfigError(f"unknown parameter(s): {', '.join(unknown)}; known: {', '.join(sorted(names))}")

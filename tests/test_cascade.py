@@ -139,3 +139,17 @@ def test_longer_run_extends_a_shorter_one_and_lambda_never_retrains(toy_data, st
     x, y = toy_data.images[:4], toy_data.labels[:4]
     assert torch.equal(prefix.explain(x, y), short.explain(x, y))
     assert load_record(longer.record.dir).config.K == 3
+
+
+def test_load_cascade_explains_without_data_and_rejects_foreign_checkpoints(toy_data, store):
+    from cascam.cascade import load_cascade
+
+    c = run_cascade(CascadeConfig(**TOY), store, data=toy_data)
+    loaded = load_cascade(c.record.dir, device="cpu")
+    assert loaded.data is None and loaded.K == 3
+    x, y = toy_data.images[:4], toy_data.labels[:4]
+    assert torch.equal(loaded.explain(x, y), c.explain(x, y))
+    assert torch.equal(load_cascade(c.record.dir, device="cpu", K=2).explain(x, y), c.truncated(2).explain(x, y))
+    torch.save({"bogus": torch.zeros(1)}, c.record.iteration_dir(2) / "model.pt")
+    with pytest.raises(ValueError, match="checkpoint of iteration 2 .* does not load"):
+        load_cascade(c.record.dir, device="cpu")

@@ -100,3 +100,16 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, sig):
         return path.read_text().split("validation images", 1)[1]
 
     assert metrics(run_dir / "report.txt") == metrics(ref_dir / "report.txt")
+
+
+def test_explain_writes_overlays_for_image_files(tmp_path, capsys):
+    from cascam import CascadeConfig, run_cascade
+
+    cfg = CascadeConfig(n_images=96, image_size=32, K=2, epochs=1, min_epochs=0, batch_size=32, device="cpu", progress=False)
+    run = run_cascade(cfg, tmp_path / "runs")
+    assert main(["data", "synthetic", "--out", str(tmp_path / "syn"), "--n", "2", "--size", "48"]) == 0
+    images = sorted(str(p) for p in (tmp_path / "syn" / "images").glob("*.png"))
+    assert main(["explain", "--run", str(run.record.dir), *images, "--out", str(tmp_path / "ov"), "--label", "dog"]) == 0
+    assert len(list((tmp_path / "ov").glob("*_cascam.png"))) == 2
+    assert main(["explain", "--run", str(run.record.dir), str(tmp_path / "missing.png")]) == 2
+    assert "image: file not found" in capsys.readouterr().err
