@@ -50,12 +50,12 @@ n_eval = 200
 # %%
 import numpy as np
 import pandas as pd
-from cascam.stats import paired_differences, summarize
 from IPython.display import Markdown, display
 
 from cascam import run_cascade
 from cascam.bookkit import config_from_params, paper_values, record_result, show_table, store
 from cascam.evaluate import ALL_METHODS, evaluate
+from cascam.stats import paired_differences, summarize
 
 cfg = config_from_params(**{k: v for k, v in globals().items() if not k.startswith("_")}, progress=False)
 cascade = run_cascade(cfg, store())
