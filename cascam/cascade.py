@@ -65,36 +65,44 @@ def cascade_step(
     *,
     batch_size: int = 256,
     mask: bool = True,
+    keep_maps: bool = True,
     timings: dict | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """One iteration's explanation and counterfactual step on images ``x`` (float, [0, 1]).
 
     Returns ``(cams, M, x_next)``: raw maps CAM_k(x) ``(N, H, W)``, thresholded maps M_k = TH(CAM_k),
-    and x^(k+1) = MinMax(fill(x, M_k)) (None when ``mask`` is False). Work is done in batches on
-    the model's device; results come back on the device of ``x``.
+    and x^(k+1) = MinMax(fill(x, M_k)) (None when ``mask`` is False; the maps are None when
+    ``keep_maps`` is False, which training uses since it needs only x^(k+1)). Work is done in
+    batches on the model's device; results are written batch by batch into tensors allocated once on
+    the device of ``x``, so peak memory is the outputs plus one batch.
     """
     timings = timings if timings is not None else {}
     device = next(model.parameters()).device
-    cams_all, th_all, next_all = [], [], []
+    n, (h, w) = len(x), x.shape[-2:]
+    cams_out = torch.empty(n, h, w, device=x.device) if keep_maps else None
+    th_out = torch.empty(n, h, w, device=x.device) if keep_maps else None
+    next_out = torch.empty(n, 3, h, w, device=x.device) if mask else None
     t_explain = t_threshold = t_mask = 0.0
-    for start in range(0, len(x), batch_size):
-        xb = to_float_images(x[start : start + batch_size]).to(device, non_blocking=True)
-        tb = targets[start : start + batch_size].to(device)
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        xb = to_float_images(x[start:stop]).to(device, non_blocking=True)
+        tb = targets[start:stop].to(device)
         t0 = time.perf_counter()
         cams = explainer(model, xb, tb).float()
         t1 = time.perf_counter()
         th = threshold_maps(cams, config)
         t2 = time.perf_counter()
         if mask:
-            next_all.append(mask_images(xb, th, config.theta, config.fill).to(x.device))
+            next_out[start:stop] = mask_images(xb, th, config.theta, config.fill)
         t3 = time.perf_counter()
         t_explain += t1 - t0
         t_threshold += t2 - t1
         t_mask += t3 - t2
-        cams_all.append(cams.to(x.device))
-        th_all.append(th.to(x.device))
+        if keep_maps:
+            cams_out[start:stop] = cams
+            th_out[start:stop] = th
     timings.update(explain_seconds=t_explain, threshold_seconds=t_threshold, mask_seconds=t_mask)
-    return torch.cat(cams_all), torch.cat(th_all), (torch.cat(next_all) if mask else None)
+    return cams_out, th_out, next_out
 
 
 @dataclass
@@ -321,7 +329,9 @@ def run_cascade(
             }
         models.append(model)
         timings: dict = {}
-        _, _, x_next = cascade_step(model, explainer, x, labels, config, mask=k < config.K, timings=timings)
+        _, _, x_next = cascade_step(
+            model, explainer, x, labels, config, mask=k < config.K, keep_maps=False, timings=timings
+        )
         if not record.has_iteration(k):
             stats.update(timings)
             stats["n_images"] = len(x)
