@@ -194,4 +194,27 @@ def build_book(
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0 or not site.exists():
             raise RuntimeError(f"book: jupyter-book build failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        dedupe_inline_scripts(site.parent)
     return site
+
+
+def dedupe_inline_scripts(html_dir: Path) -> int:
+    """Drop repeated identical inline ``<script>`` lines from the built pages; returns how many.
+
+    sphinx-thebe (pulled in by Jupyter Book 1.x) registers its configuration script twice, so every
+    page declares ``const THEBE_JS_URL`` twice and the browser reports a SyntaxError on load.
+    """
+    removed = 0
+    for page in Path(html_dir).rglob("*.html"):
+        lines, seen, out = page.read_text().splitlines(keepends=True), set(), []
+        for line in lines:
+            key = line.strip()
+            if key.startswith("<script>") and key.endswith("</script>"):
+                if key in seen:
+                    removed += 1
+                    continue
+                seen.add(key)
+            out.append(line)
+        if len(out) != len(lines):
+            page.write_text("".join(out))
+    return removed

@@ -31,7 +31,7 @@
 # %% tags=["parameters"]
 profile = "default"
 
-# %%
+# %% tags=["remove-input"]
 from IPython.display import HTML, Markdown, display
 
 from cascam.bookkit import load_results
@@ -44,7 +44,7 @@ results = load_results()
 # One line per figure and table: the profile it was run with, the headline number(s) of this build
 # against the paper's, and whether the paper's claim held here.
 
-# %%
+# %% tags=["remove-input"]
 if len(results):
     shown = results.assign(
         held=results["held"].map({True: "yes", False: "no", None: "n/a"}).fillna("n/a"),

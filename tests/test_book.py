@@ -109,3 +109,13 @@ def test_landing_page_renders_in_headless_chromium(site, tmp_path):
     out = ROOT / "book" / "_build"
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy(shot, out / "smoke-index-screenshot.png")
+
+
+def test_duplicate_inline_scripts_are_removed(tmp_path):
+    from cascam.book import dedupe_inline_scripts
+
+    page = tmp_path / "p.html"
+    script = '    <script>const THEBE_JS_URL = "x";</script>\n'
+    page.write_text("<head>\n" + script + "<script src='a.js'></script>\n" + script + "</head>\n")
+    assert dedupe_inline_scripts(tmp_path) == 1
+    assert page.read_text().count("THEBE_JS_URL") == 1 and "a.js" in page.read_text()
