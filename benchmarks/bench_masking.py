@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _common import load_warning, machine_info, sync  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from PIL import Image
 
 from cascam.cascade import cascade_step, threshold_maps, to_float_images
@@ -31,43 +30,6 @@ from cascam.models import build_model
 from cascam.training import resolve_device
 
 TARGET_SPEEDUP = 20.0
-
-
-def machine_info(device: torch.device) -> dict[str, str | int]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    info: dict[str, str | int] = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu": cpu,
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0,
-        "load_avg": ", ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?",
-        "torch_threads": torch.get_num_threads(),
-        "device": str(device),
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-        info["cuda"] = str(torch.version.cuda)
-    return info
-
-
-def load_warning(info: dict[str, str | int]) -> str | None:
-    """A note when other jobs keep more runnable threads than the machine has cores."""
-    if not hasattr(os, "getloadavg") or os.getloadavg()[0] <= int(info["usable_cores"]):
-        return None
-    return (
-        f"warning: load average {os.getloadavg()[0]:.1f} on {info['usable_cores']} cores: other jobs share the CPU, "
-        "and multi-threaded small calls (batch 1) suffer most; rerun with --threads 1 or on an idle machine"
-    )
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def write_jpegs(images: torch.Tensor, folder: Path, quality: int) -> list[Path]:
@@ -187,13 +149,13 @@ def main(argv: list[str] | None = None) -> dict:
         # Process CPU time is kept beside wall time as a cross-check when other jobs load the CPU.
         ours_seconds = ref_seconds = ours_cpu = ref_cpu = float("inf")
         for _ in range(args.repeats):
-            _sync(device)
+            sync(device)
             t0, c0 = time.perf_counter(), time.process_time()
             step_timings: dict = {}
             _, _, ours = cascade_step(
                 model, explainer, x, targets, config, batch_size=args.batch_size, timings=step_timings
             )
-            _sync(device)
+            sync(device)
             ours_cpu = min(ours_cpu, time.process_time() - c0)
             if (seconds := time.perf_counter() - t0) < ours_seconds:
                 ours_seconds, timings = seconds, step_timings
@@ -203,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
             written = reference_pipeline(
                 model, inputs, targets, config, Path(tmp) / "out", args.quality, stages=ref_timings
             )
-            _sync(device)
+            sync(device)
             ref_cpu = min(ref_cpu, time.process_time() - c0)
             if (seconds := time.perf_counter() - t0) < ref_seconds:
                 ref_seconds, ref_stages = seconds, ref_timings

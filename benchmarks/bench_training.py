@@ -14,12 +14,11 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
-import platform
 import time
 
 import torch
 import torch.nn.functional as F
+from _common import load_warning, machine_info, sync  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from torch import nn
 
 from cascam.cascade import to_float_images
@@ -28,43 +27,6 @@ from cascam.models import build_model
 from cascam.training import predict_logits, resolve_device, train_classifier
 
 TARGET_RATIO = 0.9
-
-
-def machine_info(device: torch.device) -> dict[str, str | int]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    info: dict[str, str | int] = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu": cpu,
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0,
-        "load_avg": ", ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?",
-        "torch_threads": torch.get_num_threads(),
-        "device": str(device),
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-        info["cuda"] = str(torch.version.cuda)
-    return info
-
-
-def load_warning(info: dict[str, str | int]) -> str | None:
-    """A note when other jobs keep more runnable threads than the machine has cores."""
-    if not hasattr(os, "getloadavg") or os.getloadavg()[0] <= int(info["usable_cores"]):
-        return None
-    return (
-        f"warning: load average {os.getloadavg()[0]:.1f} on {info['usable_cores']} cores: other jobs share the CPU, "
-        "and multi-threaded small calls (batch 1) suffer most; rerun with --threads 1 or on an idle machine"
-    )
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def minimal_loop(
@@ -133,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     def run_package() -> float:
         model = copy.deepcopy(initial)
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         result = train_classifier(
             model,
@@ -149,29 +111,29 @@ def main(argv: list[str] | None = None) -> dict:
             device=device,
             progress=False,
         )
-        _sync(device)
+        sync(device)
         if len(result.history) != args.epochs:
             raise RuntimeError(f"train_classifier stopped after {len(result.history)} of {args.epochs} epochs")
         return time.perf_counter() - t0
 
     def run_minimal() -> float:
         model = copy.deepcopy(initial)
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         minimal_loop(
             model, x_train, y_train, epochs=args.epochs, batch_size=args.batch_size, lr=lr, seed=0, device=device
         )
-        _sync(device)
+        sync(device)
         return time.perf_counter() - t0
 
     def run_validation() -> float:
         """What train_classifier adds per run: one pass over the validation split per epoch."""
         model = copy.deepcopy(initial).to(device)
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         for _ in range(args.epochs):
             predict_logits(model, x_valid, 4 * args.batch_size)
-        _sync(device)
+        sync(device)
         return time.perf_counter() - t0
 
     # Warm-up on a few batches (allocator, oneDNN/cuDNN kernel choice), then interleaved timed runs.
