@@ -153,3 +153,25 @@ def test_load_cascade_explains_without_data_and_rejects_foreign_checkpoints(toy_
     torch.save({"bogus": torch.zeros(1)}, c.record.iteration_dir(2) / "model.pt")
     with pytest.raises(ValueError, match="checkpoint of iteration 2 .* does not load"):
         load_cascade(c.record.dir, device="cpu")
+
+
+def test_cas_cam_with_the_cam_explainer_is_the_plain_cascade_and_a_mixed_list_runs(toy_data, tmp_path):
+    plain = run_cascade(CascadeConfig(**TOY), tmp_path / "a", data=toy_data)
+    listed = run_cascade(CascadeConfig(**{**TOY, "explainer": ["cam", "cam", "cam"]}), tmp_path / "b", data=toy_data)
+    assert all(_states_equal(m, n) for m, n in zip(plain.models, listed.models))
+    x, y = toy_data.images[:4], toy_data.labels[:4]
+    assert torch.equal(plain.explain(x, y), listed.explain(x, y))
+    mixed = run_cascade(CascadeConfig(**{**TOY, "explainer": ["cam", "gradcam", "layercam"]}), tmp_path / "c", data=toy_data)
+    assert [mixed.record.stats(k)["explainer"] for k in (1, 2, 3)] == ["cam", "gradcam", "layercam"]
+    assert _states_equal(mixed.models[0], plain.models[0])  # iteration 1 never depends on the explainer
+    maps = mixed.explain(x, y)
+    assert maps.shape == (4, 32, 32) and torch.isfinite(maps).all()
+
+
+def test_a_class_without_images_is_named(store):
+    from conftest import make_toy_data
+
+    data = make_toy_data(n=24)
+    data = data.subset([i for i in range(24) if data.labels[i] == 0] + [1])  # one dog only
+    with pytest.raises(ValueError, match="class 'dog' has 1 image"):
+        run_cascade(CascadeConfig(**{**TOY, "n_images": len(data)}), store, data=data)
