@@ -258,7 +258,6 @@ def run_cascade(
     store = store if isinstance(store, RunStore) else RunStore(store)
     progress = config.progress if progress is None else progress
     device = resolve_device(config.device)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     record = store.open(config)
     t0 = time.perf_counter()
     data = data if data is not None else load_data(config)

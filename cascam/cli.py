@@ -37,7 +37,7 @@ def _config_from_args(args) -> CascadeConfig:
 def _cmd_run(args) -> int:
     from .cascade import run_cascade
     from .report import benchmark_validity, format_report, headline
-    from .store import RunStore
+    from .store import RunStore, atomic_write_text
 
     cfg = _config_from_args(args)
     store = RunStore(args.store)
@@ -48,7 +48,7 @@ def _cmd_run(args) -> int:
         validity = benchmark_validity(cascade, store)
     text = format_report(cascade, table, validity)
     print(text)
-    (cascade.record.dir / "report.txt").write_text(text + "\n")
+    atomic_write_text(cascade.record.dir / "report.txt", text + "\n")
     print(f"\nresults: {cascade.record.dir.resolve()}")
     return 0
 
