@@ -286,10 +286,18 @@ def run_cascade(
     bar = tqdm(range(1, config.K + 1), desc="CasCAM", unit="iter", disable=not progress)
     for k in bar:
         explainer = get_explainer(config.explainer_for(k))
+        donor = store.find_first_model(config) if k == 1 and not record.has_iteration(k) else None
         if record.has_iteration(k):
             model = _load_model(record, k, config, device)
             stats = record.stats(k)
             bar.set_postfix(iteration=k, state="loaded")
+        elif donor is not None:
+            # Same data, seed and training settings: model 1 is the network another run trained.
+            model = _load_model(donor, 1, config, device)
+            history = donor.history(1).to_dict("records")
+            stats = {key: v for key, v in donor.stats(1).items() if key in _TRAINING_STATS}
+            stats.update(iteration=1, explainer=config.explainer_for(1), shared_from=donor.dir.name)
+            bar.set_postfix(iteration=k, state="shared")
         else:
             torch.manual_seed(config.seed * 1000 + k)
             model = build_model(config.arch, num_classes=2, pretrained=config.pretrained)
@@ -310,7 +318,7 @@ def run_cascade(
                 progress=progress,
                 desc=f"model {k}/{config.K}",
             )
-            model = result.model
+            model, history = result.model, result.history
             stats = {
                 "iteration": k,
                 "explainer": config.explainer_for(k),
@@ -334,13 +342,20 @@ def run_cascade(
         if not record.has_iteration(k):
             stats.update(timings)
             stats["n_images"] = len(x)
-            record.save_iteration(k, model, result.history, stats)
+            record.save_iteration(k, model, history, stats)
         if x_next is not None:
             x = x_next
     bar.close()
     if not record.is_complete:
         record.mark_complete()
     return Cascade(config, record, data, train_idx, valid_idx, models, device)
+
+
+#: The stats of an iteration that belong to training model k (copied when model 1 is shared).
+_TRAINING_STATS = (
+    "train_seconds", "epochs_run", "best_epoch", "stopped_early", "valid_accuracy_own",
+    "valid_accuracy_original", "valid_accuracy_clean", "data_load_seconds", "device",
+)
 
 
 def _describe(device: torch.device) -> str:

@@ -46,6 +46,14 @@ EXPLANATION_FIELDS = ("lam", "combine", "explain_on")
 #: Bumped whenever an architecture, the training loop or the masking changes, so that stored runs of
 #: an older engine are never loaded as if they were current.
 ENGINE_VERSION = 2
+#: Fields that change only what happens *after* model 1 is trained (how its map masks the images,
+#: and what later iterations do). Model 1 is trained on the original images, so two runs that differ
+#: only in these share model 1: the run store hands the first one's model to the second
+#: (:func:`first_model_key`) instead of training the same network again.
+MASKING_FIELDS = (
+    "theta", "threshold", "topk", "ebayes_prior", "ebayes_a", "ebayes_threshrule", "ebayes_standardize",
+    "fill", "explainer", "K",
+)
 #: Smallest input side per architecture (the network's total stride times 2).
 MIN_IMAGE_SIZE = {"small_cnn": 16, "resnet18": 64, "resnet34": 64, "resnet50": 64, "efficientnet_lite0": 64}
 
@@ -257,6 +265,10 @@ class CascadeConfig:
             out.pop("K")
         return out
 
+    def first_model_key(self) -> str:
+        """The hash of the fields that determine model 1 (:data:`MASKING_FIELDS` left out)."""
+        return first_model_key(self.training_dict())
+
     def key(self) -> str:
         """A 12-hex-digit hash of the fields that determine the trained models (:meth:`training_dict`)."""
         blob = json.dumps(self.training_dict(), sort_keys=True, default=str)
@@ -314,3 +326,11 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
         values.update(loaded)
     values.update(overrides or {})
     return CascadeConfig.from_dict(values)
+
+
+def first_model_key(training: Mapping[str, Any]) -> str:
+    """The hash of a training dict (``CascadeConfig.training_dict()`` or a stored ``config.yaml``)
+    without :data:`MASKING_FIELDS`: equal for every run whose first model is the same network."""
+    kept = {k: v for k, v in training.items() if k not in MASKING_FIELDS}
+    blob = json.dumps(kept, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]

@@ -18,7 +18,7 @@ import torch
 import yaml
 from torch import nn
 
-from .config import CascadeConfig
+from .config import CascadeConfig, first_model_key
 
 __all__ = ["RunStore", "RunRecord", "atomic_write_bytes", "atomic_write_text", "default_store_root"]
 
@@ -187,6 +187,30 @@ class RunStore:
         """The record for ``config`` if its folder exists, else None."""
         d = self.path(config)
         return RunRecord(d, config) if d.exists() else None
+
+    def find_first_model(self, config: CascadeConfig) -> RunRecord | None:
+        """Another run of this store whose model 1 is the network ``config`` would train first.
+
+        Model 1 sees only the original images, so runs that differ only in masking parameters
+        (θ, threshold, fill, explainer, K: :data:`~cascam.config.MASKING_FIELDS`) train the same
+        model 1. Returns the first such record with a committed iteration 1, or None.
+        """
+        if not self.root.exists():
+            return None
+        want, own = config.first_model_key(), self.path(config).resolve()
+        for d in sorted(self.root.iterdir()):
+            cfg_path = d / "config.yaml"
+            if d.resolve() == own or not cfg_path.exists():
+                continue
+            if not ((d / "iter_01" / "model.pt").exists() and (d / "iter_01" / "stats.json").exists()):
+                continue
+            try:
+                values = yaml.safe_load(cfg_path.read_text())
+            except (OSError, yaml.YAMLError):
+                continue
+            if isinstance(values, dict) and first_model_key(values) == want:
+                return load_record(d)
+        return None
 
     def __iter__(self) -> Iterator[RunRecord]:
         if not self.root.exists():

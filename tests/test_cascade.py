@@ -175,3 +175,25 @@ def test_a_class_without_images_is_named(store):
     data = data.subset([i for i in range(24) if data.labels[i] == 0] + [1])  # one dog only
     with pytest.raises(ValueError, match="class 'dog' has 1 image"):
         run_cascade(CascadeConfig(**{**TOY, "n_images": len(data)}), store, data=data)
+
+
+def test_runs_that_differ_only_in_masking_share_model_1_and_end_as_if_trained_alone(toy_data, tmp_path, monkeypatch):
+    shared = tmp_path / "shared"
+    first = run_cascade(CascadeConfig(**{**TOY, "K": 2}), shared, data=toy_data)
+    other = CascadeConfig(**{**TOY, "K": 2, "theta": 0.8, "threshold": "none", "fill": "mean"})
+    alone = run_cascade(other, tmp_path / "alone", data=toy_data)  # trained from scratch
+    calls = []
+    real_train = cascade_mod.train_classifier
+    monkeypatch.setattr(cascade_mod, "train_classifier", lambda *a, **k: calls.append(k["desc"]) or real_train(*a, **k))
+    reused = run_cascade(other, shared, data=toy_data)
+    assert calls == ["model 2/2"]  # model 1 came from the first run
+    assert reused.record.stats(1)["shared_from"] == first.record.dir.name
+    assert reused.record.stats(1)["train_seconds"] == first.record.stats(1)["train_seconds"]
+    assert "mask_seconds" in reused.record.stats(1)  # its own masking was timed
+    assert all(_states_equal(m, n) for m, n in zip(reused.models, alone.models))
+    x, y = toy_data.images[:4], toy_data.labels[:4]
+    assert torch.equal(reused.explain(x, y), alone.explain(x, y))
+    # A different seed or data set is a different model 1: nothing is shared.
+    calls.clear()
+    run_cascade(CascadeConfig(**{**TOY, "K": 1, "seed": 1}), shared, data=toy_data)
+    assert calls == ["model 1/1"]
