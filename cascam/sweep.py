@@ -54,6 +54,8 @@ __all__ = [
     "expand_grid",
     "format_status",
     "grid_status",
+    "completed_runs",
+    "threshold_text",
     "load_grid",
     "parse_threshold_spec",
     "run_group",
@@ -679,8 +681,27 @@ def _varied_fields(points: Sequence[GridPoint]) -> list[str]:
     return names
 
 
-def _threshold_text(cfg: CascadeConfig) -> str:
+def threshold_text(cfg: CascadeConfig) -> str:
+    """The grid files' ``threshold_spec`` of a configuration: ``topk:10``, ``none`` or ``ebayes``."""
     return f"topk:{cfg.topk:g}" if cfg.threshold == "topk" else cfg.threshold
+
+
+def completed_runs(grid: Grid, store: RunStore) -> list[CascadeConfig]:
+    """The part of a sweep that the store holds: for each run folder of ``grid`` with at least one
+    finished iteration, its configuration with K = the iterations available (at most the group's K).
+
+    Nothing is trained or locked: a book page reads what a (possibly still running) sweep has
+    finished and lists the rest with :func:`grid_status`. A configuration with an explainer list
+    counts only when complete, since its K is part of its hash.
+    """
+    out = []
+    for group in grid.groups:
+        record = store.get(group.config)
+        have = min(record.iterations_available(), group.config.K) if record else 0
+        if have == 0 or (have < group.config.K and not isinstance(group.config.explainer, str)):
+            continue
+        out.append(group.config.replace(K=have))
+    return out
 
 
 def grid_status(grid: Grid, store: RunStore, *, metrics: bool = True) -> list[dict]:
@@ -715,7 +736,7 @@ def grid_status(grid: Grid, store: RunStore, *, metrics: bool = True) -> list[di
             cfg = p.config
             row: dict[str, Any] = {"run": group.key}
             for f in varied:
-                row[f] = _threshold_text(cfg) if f == "threshold" else getattr(cfg, f)
+                row[f] = threshold_text(cfg) if f == "threshold" else getattr(cfg, f)
             done = gstate["iterations"] >= cfg.K
             row["state"] = "done" if done else gstate["state"]
             row["iterations"] = f"{min(gstate['iterations'], cfg.K)}/{cfg.K}"

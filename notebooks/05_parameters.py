@@ -17,7 +17,9 @@
 # (Table 7), and that Top-k 10 % beats Top-k 20 % and no thresholding (Table 8); Figure 6 shows the
 # progressively masked inputs for θ × threshold, Figure 7 the per-iteration maps and the effect of λ.
 #
-# This page runs a grid of cascades (θ × threshold, each up to `grid_K` iterations). Because
+# This page runs a grid of cascades (θ × threshold, each up to `grid_K` iterations), or, with
+# `grid_file`, reads the finished runs of a sweep (`cascam sweep`, e.g. the paper's 23
+# configurations on a cluster) and lists the configurations still missing. Because
 # iteration k depends only on iterations 1..k−1, the cascade with K iterations is the first K
 # models of a longer run, so every K ≤ `grid_K` is read from the same run, and λ needs no training
 # at all. Below the tables, a **leakage diagnostic** asks whether the masks themselves became a
@@ -50,6 +52,9 @@ grid_n_images = 800
 grid_K = 5
 grid_theta = [0.1, 0.3]
 grid_threshold = ["topk:10", "topk:20", "none", "ebayes"]
+grid_file = None  # a sweep's grid (e.g. "paper-oxford"): read its finished runs instead of the grid above
+grid_set = {}  # the sweep's --set values (e.g. {"data_path": "/data/pets512"})
+grid_run_missing = False  # with grid_file: train what the store lacks here (True) or only list it (False)
 lambdas = [0.5, 0.3, 0.1, 0.05, 0.0]
 
 # %%
@@ -80,10 +85,36 @@ def label(spec: str) -> str:
 
 
 runs = {}
-for th in grid_threshold:
-    for t in grid_theta:
-        runs[(t, th)] = run_cascade(base.replace(theta=float(t), **scheme(th)), store())
-display(Markdown(f"{len(runs)} cascades of {base.K} iterations on {base.n_images} images "
+if grid_file:
+    from cascam.sweep import completed_runs, grid_status, load_grid, run_sweep, threshold_text
+
+    sets = {"data_path": data_path, **(grid_set or {})}
+    sweep = load_grid(grid_file, overrides={k: v for k, v in sets.items() if v is not None})
+    if grid_run_missing:
+        run_sweep(sweep, store(), executor="local", echo=lambda line: None)
+    status = pd.DataFrame(grid_status(sweep, store(), metrics=False)).drop(columns=["CAM PG", "CasCAM PG", "CasCAM AP"])
+    show_table(status, "6–8 sweep", f"The sweep {sweep.name!r} ({sweep.description or grid_file}): every configuration "
+               "and its state in this run store.", name="sweep_status")
+    missing = status[status.state != "done"]
+    display(Markdown(
+        f"**{len(status) - len(missing)} of {len(status)} configurations are done.** "
+        + (("Missing (the tables below leave them out): " + "; ".join(
+            ", ".join(f"{c}={r[c]}" for c in status.columns[1 : list(status.columns).index("state")]) + f" ({r['state']})"
+            for _, r in missing.iterrows()) + ". Finish them with `cascam sweep " + str(grid_file) + "`.")
+           if len(missing) else "Nothing is missing.")))
+    for cfg in completed_runs(sweep, store()):
+        runs[(cfg.theta, threshold_text(cfg))] = run_cascade(cfg.replace(progress=False), store())
+    if not runs:
+        raise RuntimeError(f"grid_file: no run of the sweep {sweep.name!r} has finished an iteration in {store().root}; "
+                           f"run `cascam sweep {grid_file}` first (or set grid_run_missing=True)")
+    grid_theta = sorted({t for t, _ in runs})
+    grid_threshold = list(dict.fromkeys(th for _, th in runs))
+    base = next(iter(runs.values())).config.replace(K=max(c.K for c in runs.values()))
+else:
+    for th in grid_threshold:
+        for t in grid_theta:
+            runs[(t, th)] = run_cascade(base.replace(theta=float(t), **scheme(th)), store())
+display(Markdown(f"{len(runs)} cascades of up to {base.K} iterations on {base.n_images or 'all'} images "
                  f"(θ ∈ {list(grid_theta)}, thresholds {', '.join(label(s) for s in grid_threshold)})."))
 
 # %%
@@ -187,11 +218,11 @@ if has_objects:
 casc0 = next(iter(runs.values()))
 d = casc0.data
 i = int(casc0.valid_index[1])
-cols = [(t, th) for th in grid_threshold if th != "none" for t in grid_theta]
+cols = [(t, th) for th in grid_threshold if th != "none" for t in grid_theta if (t, th) in runs]
 traces = {c: runs[c].trace(d.images[i : i + 1], d.labels[i : i + 1]) for c in cols}
 fig, axes = plt.subplots(base.K, len(cols), figsize=(1.3 * len(cols), 1.3 * base.K), squeeze=False)
 for j, c in enumerate(cols):
-    for k in range(base.K):
+    for k in range(min(base.K, len(traces[c]["x"]))):
         axes[k, j].imshow(to_numpy_image(traces[c]["x"][k][0]))
         axes[k, j].set_xticks([])
         axes[k, j].set_yticks([])

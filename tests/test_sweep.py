@@ -25,6 +25,7 @@ from cascam.sweep import (
     LockHeld,
     SweepJob,
     claim_run,
+    completed_runs,
     expand_grid,
     grid_status,
     load_grid,
@@ -333,3 +334,49 @@ def test_run_sweep_dry_run_and_argument_errors(tmp_path, capsys):
         run_sweep(grid, RunStore(tmp_path), max_parallel=0)
     assert main(["sweep", str(SMOKE), "--store", str(tmp_path), "--executor", "debug", "--executor-param", "nope"]) == 2
     assert "--executor-param: expected key=value" in capsys.readouterr().err
+
+
+def test_completed_runs_lists_what_the_store_holds_with_the_iterations_it_has(smoke_store, tmp_path):
+    import shutil
+
+    grid = load_grid(SMOKE)
+    assert sorted((c.theta, c.K) for c in completed_runs(grid, RunStore(smoke_store))) == [(0.1, 2), (0.3, 2)]
+    partial = tmp_path / "partial"
+    shutil.copytree(smoke_store, partial)
+    first, second = grid.groups
+    shutil.rmtree(RunStore(partial).path(second.config))
+    shutil.rmtree(RunStore(partial).path(first.config) / "iter_02")
+    (done,) = completed_runs(grid, RunStore(partial))
+    assert done == first.config.replace(K=1)
+    assert [r["state"] for r in grid_status(grid, RunStore(partial), metrics=False)] == [
+        "done", "partial", "not started", "not started"]
+
+
+def test_the_parameter_page_fills_from_a_sweep_and_lists_what_is_missing(smoke_store, tmp_path, monkeypatch):
+    """Page 05 with ``grid_file``: tables from the finished runs, a status table, the missing ones named."""
+    import shutil
+
+    import nbformat
+
+    from cascam.book import execute_notebook, load_profile
+
+    work = tmp_path / "book"
+    for name in ("notebooks", "profiles"):
+        shutil.copytree(ROOT / name, work / name)
+    store = work / "runs"
+    shutil.copytree(smoke_store, store)
+    grid = load_grid(SMOKE)
+    shutil.rmtree(RunStore(store).path(grid.groups[0].config))  # θ = 0.1 never ran
+    monkeypatch.setenv("CASCAM_STORE", str(store))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    profile = load_profile("smoke", ROOT)
+    params = {**profile["parameters"], "grid_file": str(SMOKE), "grid_run_missing": False}
+    out = execute_notebook("05_parameters", "smoke", params, work, print)
+    text = "\n".join(
+        str(o.get("text", "")) + str(o.get("data", {}).get("text/markdown", "")) + str(o.get("data", {}).get("text/html", ""))
+        for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code" for o in c.get("outputs", [])
+    )
+    assert "2 of 4 configurations are done" in text
+    assert "Missing" in text and "K=1, theta=0.1 (not started)" in text and "K=2, theta=0.1 (not started)" in text
+    assert "Table 6." in text and "Table 6–8 sweep." in text
+    assert not RunStore(store).path(grid.groups[0].config).exists()  # nothing was trained
