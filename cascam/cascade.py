@@ -21,7 +21,7 @@ from .masking import combine_maps, mask_images, normalize_maps
 from .models import CamNet, build_model
 from .store import RunRecord, RunStore
 from .threshold import apply_threshold
-from .training import accuracy, resolve_device, split_indices, train_classifier
+from .training import accuracy, resolve_device, split_indices, to_device, train_classifier
 
 __all__ = ["Cascade", "run_cascade", "load_cascade", "threshold_maps", "cascade_step", "to_float_images"]
 
@@ -85,7 +85,7 @@ def cascade_step(
     t_explain = t_threshold = t_mask = 0.0
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
-        xb = to_float_images(x[start:stop]).to(device, non_blocking=True)
+        xb = to_device(to_float_images(x[start:stop]), device)
         tb = targets[start:stop].to(device)
         t0 = time.perf_counter()
         cams = explainer(model, xb, tb).float()

@@ -1,6 +1,8 @@
 """Training one classifier of the cascade: seeded, early-stopped on validation loss, with a per-epoch history.
 
 Images live in memory as float tensors in [0, 1]; batches move to the device, where flips are applied.
+On CUDA: bf16 autocast, channels-last layout, the training set moved to the GPU once when it fits
+(:func:`stage_on_device`), otherwise batches copied through pinned memory without blocking.
 """
 
 from __future__ import annotations
@@ -15,7 +17,54 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-__all__ = ["resolve_device", "split_indices", "train_classifier", "predict_logits", "accuracy", "TrainResult"]
+__all__ = [
+    "resolve_device",
+    "split_indices",
+    "train_classifier",
+    "predict_logits",
+    "accuracy",
+    "TrainResult",
+    "to_device",
+    "stage_on_device",
+    "prepare_model",
+]
+
+#: Share of the free GPU memory that a training set may take when it is moved to the GPU whole.
+DEVICE_CACHE_SHARE = 0.4
+
+
+def to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Move one batch to ``device``: on CUDA through pinned (page-locked) memory with a non-blocking
+    copy, so the copy overlaps the previous batch's kernels; in channels-last layout for 4-D images
+    (faster convolutions with cuDNN, same values). On the CPU the batch is returned as it is."""
+    if batch.device == device:
+        out = batch
+    elif device.type == "cuda" and batch.device.type == "cpu":
+        out = batch.pin_memory().to(device, non_blocking=True)
+    else:
+        out = batch.to(device)
+    if device.type == "cuda" and out.dim() == 4:
+        out = out.contiguous(memory_format=torch.channels_last)
+    return out
+
+
+def stage_on_device(images: torch.Tensor, device: torch.device, share: float = DEVICE_CACHE_SHARE) -> torch.Tensor:
+    """``images`` moved to the GPU once when they take less than ``share`` of its free memory (then
+    every epoch indexes them there and no batch crosses the bus); otherwise, and on the CPU, unchanged."""
+    if device.type != "cuda" or images.device == device:
+        return images
+    free, _ = torch.cuda.mem_get_info(device)
+    if images.element_size() * images.nelement() < share * free:
+        return images.to(device)
+    return images
+
+
+def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` on ``device``; on CUDA in channels-last layout (a no-op for the values)."""
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    return model
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -78,7 +127,7 @@ def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 256
     model.eval()
     out = []
     for start in range(0, len(images), batch_size):
-        xb = images[start : start + batch_size].to(device, non_blocking=True)
+        xb = to_device(images[start : start + batch_size], device)
         if xb.dtype == torch.uint8:
             xb = xb.float() / 255
         with _autocast(device):
@@ -138,7 +187,9 @@ def train_classifier(
     """
     device = torch.device(device)
     torch.manual_seed(seed)
-    model.to(device)
+    prepare_model(model, device)
+    train_images, train_labels = stage_on_device(train_images, device), stage_on_device(train_labels, device)
+    valid_images = stage_on_device(valid_images, device)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
     n = len(train_images)
@@ -156,8 +207,9 @@ def train_classifier(
             idx = order[start : start + batch_size]
             if len(idx) < 2 and count > 0:  # a batch of one breaks batch norm; drop the remainder
                 continue
-            xb = train_images[idx].to(device, non_blocking=True)
-            yb = train_labels[idx].to(device, non_blocking=True)
+            didx = idx.to(train_images.device)
+            xb = to_device(train_images[didx], device)
+            yb = to_device(train_labels[didx.to(train_labels.device)], device)
             if xb.dtype == torch.uint8:
                 xb = xb.float() / 255
             if flip:
