@@ -52,6 +52,7 @@ grid_n_images = 800
 grid_K = 5
 grid_theta = [0.1, 0.3]
 grid_threshold = ["topk:10", "topk:20", "none", "ebayes"]
+grid_cross = True  # every θ with every threshold; False: the other θ only with the first threshold (Tables 6–8 need no more)
 grid_file = None  # a sweep's grid (e.g. "paper-oxford"): read its finished runs instead of the grid above
 grid_set = {}  # the sweep's --set values (e.g. {"data_path": "/data/pets512"})
 grid_run_missing = False  # with grid_file: train what the store lacks here (True) or only list it (False)
@@ -113,9 +114,11 @@ if grid_file:
 else:
     for th in grid_threshold:
         for t in grid_theta:
-            runs[(t, th)] = run_cascade(base.replace(theta=float(t), **scheme(th)), store())
+            if grid_cross or th == grid_threshold[0] or float(t) == float(theta):
+                runs[(t, th)] = run_cascade(base.replace(theta=float(t), **scheme(th)), store())
 display(Markdown(f"{len(runs)} cascades of up to {base.K} iterations on {base.n_images or 'all'} images "
-                 f"(θ ∈ {list(grid_theta)}, thresholds {', '.join(label(s) for s in grid_threshold)})."))
+                 f"(θ ∈ {list(grid_theta)}, thresholds {', '.join(label(s) for s in grid_threshold)}"
+                 + ("" if grid_cross or grid_file else f"; θ ≠ {theta} only with {label(grid_threshold[0])}") + ")."))
 
 # %%
 rows = []
@@ -132,7 +135,7 @@ first = next(iter(runs.values()))
 baselines = evaluate(first.truncated(1), [m for m in ALL_METHODS if m != "cascam"], n_images=n_eval or None)
 has_objects = "pointing_game" in grid.columns
 main_th = "Top-k 10 %" if "topk:10" in grid_threshold else label(grid_threshold[0])
-main_theta = 0.3 if 0.3 in grid_theta else grid_theta[-1]
+main_theta = float(theta) if float(theta) in map(float, grid_theta) else (0.3 if 0.3 in grid_theta else grid_theta[-1])
 
 # %% [markdown]
 # ## Table 6: the number of iterations
