@@ -47,6 +47,7 @@ device = "auto"
 seed = 0
 n_time = 32
 time_batch_sizes = [1, 32]
+time_repeats = 3  # timing rounds per batch size; the fastest is kept
 dataset_sizes = [100, 1000, 10000, 100000]
 
 # %%
@@ -114,7 +115,8 @@ if rows:
 # %% [markdown]
 # ## Table 11: inference time per image
 #
-# Each method explains `n_time` validation images at each batch size (after one warm-up batch);
+# Each method explains `n_time` validation images at each batch size (after one warm-up batch), in
+# `time_repeats` rounds of which the fastest counts (other processes on the machine only add time);
 # baselines on model 1, CasCAM with all K models. Saved to the run's folder (`cost/inference.csv`).
 
 # %%
@@ -123,9 +125,13 @@ images, labels = cascade.data.images[idx], cascade.data.labels[idx]
 rows = []
 for bs in time_batch_sizes:
     method_maps(cascade, images[:bs], labels[:bs], ALL_METHODS, batch_size=bs)  # warm-up
-    timings = {}
-    method_maps(cascade, images, labels, ALL_METHODS, batch_size=bs, timings=timings)
-    for m, sec in timings.items():
+    best_seconds: dict = {}
+    for _ in range(max(1, int(time_repeats))):  # the fastest of a few rounds: other processes only add time
+        timings = {}
+        method_maps(cascade, images, labels, ALL_METHODS, batch_size=bs, timings=timings)
+        for m, sec in timings.items():
+            best_seconds[m] = min(sec, best_seconds.get(m, float("inf")))
+    for m, sec in best_seconds.items():
         rows.append({"method": METHOD_LABELS[m], "batch_size": bs, "seconds_per_image": sec / len(idx)})
 t11 = pd.DataFrame(rows).pivot(index="method", columns="batch_size", values="seconds_per_image")
 t11.columns = [f"s/image at batch {c}" for c in t11.columns]
