@@ -47,7 +47,7 @@ device = "auto"
 seed = 0
 n_time = 32
 time_batch_sizes = [1, 32]
-time_repeats = 3  # timing rounds per batch size; the fastest is kept
+time_repeats = 1  # timing rounds per batch size; the fastest is kept
 dataset_sizes = [100, 1000, 10000, 100000]
 
 # %%
