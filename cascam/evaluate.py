@@ -84,16 +84,47 @@ def method_maps(
     return out
 
 
-def _cache_name(cascade: Cascade, methods, split, n_images) -> str:
+def _cache_name(cascade: Cascade, methods, split, n_images, K: int | None = None) -> str:
+    """The cache file of one evaluation in format 1 (all requested methods in one file); read only."""
     c = cascade.config
     blob = json.dumps(
-        {"methods": list(methods), "split": split, "n": n_images, "K": cascade.K, "lam": c.lam, "combine": c.combine,
-         "explain_on": c.explain_on, "explainer": c.explainer, "threshold": c.threshold, "topk": c.topk,
-         "version": 1},
+        {"methods": list(methods), "split": split, "n": n_images, "K": cascade.K if K is None else K, "lam": c.lam,
+         "combine": c.combine, "explain_on": c.explain_on, "explainer": c.explainer, "threshold": c.threshold,
+         "topk": c.topk, "version": 1},
         sort_keys=True,
         default=str,
     )
     return "evaluation/" + hashlib.sha256(blob.encode()).hexdigest()[:12] + ".csv"
+
+
+def _method_cache_name(cascade: Cascade, method: str, split: str, n_images) -> str:
+    """One method's cache file. A baseline explains model 1 only, so its file is shared by every K,
+    λ and combination of the run; CasCAM's depends on them."""
+    key: dict = {"method": method, "split": split, "n": n_images, "version": 2}
+    if method == "cascam":
+        c = cascade.config
+        key.update(K=cascade.K, lam=c.lam, combine=c.combine, explain_on=c.explain_on, explainer=c.explainer,
+                   threshold=c.threshold, topk=c.topk)
+    blob = json.dumps(key, sort_keys=True, default=str)
+    return f"evaluation/{method}-" + hashlib.sha256(blob.encode()).hexdigest()[:12] + ".csv"
+
+
+def _split_legacy(cascade: Cascade, split: str, n_images) -> None:
+    """Turn format-1 caches of the full method list (written before per-method files) into per-method
+    files, so an evaluation that took an hour on a CPU is not redone after an upgrade."""
+    labels = {v: k for k, v in METHOD_LABELS.items()}
+    for k in range(1, cascade.record.iterations_available() + 1):
+        legacy = cascade.record.read_frame(_cache_name(cascade, ALL_METHODS, split, n_images, K=k))
+        if legacy is None:
+            continue
+        view = cascade.truncated(k) if k <= cascade.K else None
+        for label, frame in legacy.groupby("method", sort=False):
+            method = labels.get(label)
+            if method is None or (method == "cascam" and view is None):
+                continue
+            name = _method_cache_name(view or cascade, method, split, n_images)
+            if cascade.record.read_frame(name) is None:
+                cascade.record.write_frame(name, frame.reset_index(drop=True))
 
 
 def _split_index(cascade: Cascade, split: str, n_images: int | None) -> np.ndarray:
@@ -122,34 +153,40 @@ def evaluate(
     Columns: ``image`` (index in the data set), ``name``, ``label``, ``method`` (display name),
     ``seconds_per_image`` and the metric columns (object metrics only when the data has object
     masks, artifact metrics only when it has artifact masks). Cached in the run's folder under
-    ``evaluation/``; a second call with the same arguments reads the cache.
+    ``evaluation/``, one file per method: a second call reads the cache and computes only the
+    methods it lacks, and a baseline's file serves every K, λ and combination of the run (baselines
+    explain model 1).
     """
     methods = _check_methods(methods)
-    cache = _cache_name(cascade, methods, split, n_images)
+    names = {m: _method_cache_name(cascade, m, split, n_images) for m in methods}
+    found: dict[str, pd.DataFrame] = {}
     if use_cache:
-        cached = cascade.record.read_frame(cache)
-        if cached is not None:
-            return cached
-    idx = _split_index(cascade, split, n_images)
-    data = cascade.data
-    images, labels = data.images[idx], data.labels[idx]
-    obj = data.object_masks[idx] if data.object_masks is not None else None
-    art = data.artifact_masks[idx] if data.artifact_masks is not None else None
-    timings: dict = {}
-    maps = method_maps(cascade, images, labels, methods, batch_size=batch_size, timings=timings)
-    frames = []
-    for m, s in maps.items():
-        scores = compute_all(s, object_mask=obj, artifact_mask=art)
-        frame = pd.DataFrame(scores)
-        frame.insert(0, "seconds_per_image", timings[m] / max(len(idx), 1))
-        frame.insert(0, "method", METHOD_LABELS[m])
-        frame.insert(0, "label", labels.numpy())
-        frame.insert(0, "name", [data.names[i] for i in idx])
-        frame.insert(0, "image", idx)
-        frames.append(frame)
-    table = pd.concat(frames, ignore_index=True)
-    cascade.record.write_frame(cache, table)
-    return table
+        for attempt in range(2):
+            for m in methods:
+                if m not in found and (frame := cascade.record.read_frame(names[m])) is not None:
+                    found[m] = frame
+            if len(found) == len(methods) or attempt:
+                break
+            _split_legacy(cascade, split, n_images)
+    missing = [m for m in methods if m not in found]
+    if missing:
+        idx = _split_index(cascade, split, n_images)
+        data = cascade.data
+        images, labels = data.images[idx], data.labels[idx]
+        obj = data.object_masks[idx] if data.object_masks is not None else None
+        art = data.artifact_masks[idx] if data.artifact_masks is not None else None
+        timings: dict = {}
+        maps = method_maps(cascade, images, labels, missing, batch_size=batch_size, timings=timings)
+        for m, s in maps.items():
+            frame = pd.DataFrame(compute_all(s, object_mask=obj, artifact_mask=art))
+            frame.insert(0, "seconds_per_image", timings[m] / max(len(idx), 1))
+            frame.insert(0, "method", METHOD_LABELS[m])
+            frame.insert(0, "label", labels.numpy())
+            frame.insert(0, "name", [data.names[i] for i in idx])
+            frame.insert(0, "image", idx)
+            cascade.record.write_frame(names[m], frame)
+            found[m] = cascade.record.read_frame(names[m])  # as a later call reads it (same dtypes)
+    return pd.concat([found[m] for m in methods], ignore_index=True)
 
 
 #: How "detected" is defined for the detection tables (Tables 3–4 measured).

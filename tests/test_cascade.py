@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -197,3 +199,38 @@ def test_runs_that_differ_only_in_masking_share_model_1_and_end_as_if_trained_al
     calls.clear()
     run_cascade(CascadeConfig(**{**TOY, "K": 1, "seed": 1}), shared, data=toy_data)
     assert calls == ["model 1/1"]
+
+
+def test_evaluation_is_cached_per_method_and_baselines_serve_every_K(toy_data, store, monkeypatch):
+    import cascam.evaluate as ev
+
+    casc = run_cascade(CascadeConfig(**{**TOY, "K": 2}), store, data=toy_data)
+    asked = []
+    real = ev.method_maps
+    monkeypatch.setattr(ev, "method_maps", lambda c, x, y, methods, **kw: asked.append(list(methods)) or real(c, x, y, methods, **kw))
+    first = ev.evaluate(casc, ["cam", "cascam"], n_images=8)
+    assert asked == [["cam", "cascam"]]
+    again = ev.evaluate(casc.truncated(1), ["cam", "gradcam", "cascam"], n_images=8)
+    assert asked[1:] == [["gradcam", "cascam"]]  # CAM explains model 1 for every K: read, not recomputed
+    cam = lambda t: t[t["method"] == "CAM"].reset_index(drop=True)  # noqa: E731
+    assert cam(first).equals(cam(again))
+    assert ev.evaluate(casc, ["cam", "cascam"], n_images=8).equals(first) and len(asked) == 2
+    # CasCAM's numbers differ between K = 1 and K = 2, so they were not shared
+    k1, k2 = again[again.method == "CasCAM"], first[first.method == "CasCAM"]
+    assert not np.allclose(k1["artifact_energy"].to_numpy(), k2["artifact_energy"].to_numpy())
+
+
+def test_a_format_1_evaluation_cache_is_split_into_method_files_not_recomputed(toy_data, store, monkeypatch):
+    import cascam.evaluate as ev
+
+    casc = run_cascade(CascadeConfig(**{**TOY, "K": 2}), store, data=toy_data)
+    base = ev.evaluate(casc, ["cam"], n_images=8)
+    for f in (casc.record.dir / "evaluation").glob("*.csv"):
+        f.unlink()
+    # the file an older version wrote for all 11 methods at K = 2 (values: CAM's, relabelled)
+    legacy = pd.concat([base.assign(method=label) for label in ev.METHOD_LABELS.values()], ignore_index=True)
+    casc.record.write_frame(ev._cache_name(casc, ev.ALL_METHODS, "valid", 8), legacy)
+    monkeypatch.setattr(ev, "method_maps", lambda *a, **k: pytest.fail("recomputed a cached method"))
+    out = ev.evaluate(casc.truncated(1), ["gradcam", "scorecam"], n_images=8)
+    assert sorted(out.method.unique()) == ["GradCAM", "ScoreCAM"] and len(out) == 2 * len(base)
+    assert ev.evaluate(casc, ["cascam"], n_images=8)["method"].eq("CasCAM").all()
