@@ -145,6 +145,22 @@ def execute_notebook(name: str, profile_name: str, params: dict[str, Any], root:
     return out
 
 
+def clear_results(root: Path, page: str) -> int:
+    """Remove the reproduction-status lines that ``page`` recorded in an earlier build, so a line the
+    page does not record this time (another profile, another data source) cannot linger on the
+    landing page under the new build. Returns how many were removed."""
+    removed = 0
+    for path in (root / PAGES_DIR / "results").glob("*.json"):
+        try:
+            recorded_by = json.loads(path.read_text()).get("page")
+        except (OSError, ValueError):
+            recorded_by = page  # unreadable: drop it too
+        if recorded_by == page:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def build_book(
     profile: str = "default",
     overrides: list[str] | dict[str, Any] | None = None,
@@ -174,6 +190,7 @@ def build_book(
         bar.set_postfix(notebook=name)
         params = {"profile": profile, **prof["parameters"], **prof["notebooks"].get(name, {}), **extra}
         t0 = time.perf_counter()
+        clear_results(root, name)
         execute_notebook(name, profile, params, root, bar.write)
         timings[name] = round(time.perf_counter() - t0, 1)
         bar.write(f"  {name}: {timings[name]} s")

@@ -119,3 +119,17 @@ def test_duplicate_inline_scripts_are_removed(tmp_path):
     page.write_text("<head>\n" + script + "<script src='a.js'></script>\n" + script + "</head>\n")
     assert dedupe_inline_scripts(tmp_path) == 1
     assert page.read_text().count("THEBE_JS_URL") == 1 and "a.js" in page.read_text()
+
+
+def test_a_page_rerun_drops_the_status_lines_it_recorded_before(tmp_path):
+    import json
+
+    from cascam.book import PAGES_DIR, clear_results
+
+    results = tmp_path / PAGES_DIR / "results"
+    results.mkdir(parents=True)
+    for item, page in (("Table_3", "03_qualitative"), ("Figure_2", "03_qualitative"), ("Table_5", "04_table5")):
+        (results / f"{item}.json").write_text(json.dumps({"item": item, "page": page, "profile": "default"}))
+    (results / "broken.json").write_text("{not json")
+    assert clear_results(tmp_path, "03_qualitative") == 3
+    assert sorted(p.name for p in results.glob("*.json")) == ["Table_5.json"]
