@@ -202,14 +202,14 @@ class RunStore:
             cfg_path = d / "config.yaml"
             if d.resolve() == own or not cfg_path.exists():
                 continue
-            if not ((d / "iter_01" / "model.pt").exists() and (d / "iter_01" / "stats.json").exists()):
-                continue
             try:
                 values = yaml.safe_load(cfg_path.read_text())
             except (OSError, yaml.YAMLError):
                 continue
             if isinstance(values, dict) and first_model_key(values) == want:
-                return load_record(d)
+                record = load_record(d)
+                if record.has_iteration(1):
+                    return record
         return None
 
     def __iter__(self) -> Iterator[RunRecord]:
