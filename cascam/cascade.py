@@ -93,7 +93,7 @@ def cascade_step(
         th = threshold_maps(cams, config)
         t2 = time.perf_counter()
         if mask:
-            next_out[start:stop] = mask_images(xb, th, config.theta, config.fill)
+            next_out[start:stop] = mask_images(xb, th, config.theta, config.fill, config.mask_dilate)
         t3 = time.perf_counter()
         t_explain += t1 - t0
         t_threshold += t2 - t1

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cascade import Cascade
+from .masking import fit_masks
 
 __all__ = [
     "PROBE_EPOCHS",
@@ -69,8 +70,8 @@ def attenuation_maps(cascade: Cascade, *, size: int = PROBE_SIZE, batch_size: in
     .. math:: A_k = \exp\Big(-\theta \sum_{j<k} M_j\Big), \qquad k = 2, \dots, K+1
 
     with M_j = TH(CAM_j(x^(j))) the thresholded raw map of iteration j, recomputed with the trained
-    models and the training targets (the labels) exactly as in training, upsampled to the image as
-    :func:`cascam.masking.mask_images` does, then area-averaged to ``S = min(size, image side)``.
+    models and the training targets (the labels) exactly as in training, upsampled (and dilated, with
+    ``mask_dilate``) to the image as :func:`cascam.masking.mask_images` does, then area-averaged to ``S = min(size, image side)``.
     Entry ``[:, k − 2]`` is A_k, the product of the blending weights exp(−θ·M_j) of every fill
     (multiply, mean, blur, inpaint). Values in (0, 1]; 1 = untouched. No image content enters.
     Images are processed ``batch_size`` at a time, so memory stays at one batch of images.
@@ -85,10 +86,7 @@ def attenuation_maps(cascade: Cascade, *, size: int = PROBE_SIZE, batch_size: in
         ths = cascade.trace(data.images[start:stop], data.labels[start:stop], batch_size)["thresholded"]
         total = torch.zeros(stop - start, 1, h, w)
         for j, m in enumerate(ths):
-            m = m.float().cpu().unsqueeze(1)
-            if m.shape[-2:] != (h, w):
-                m = F.interpolate(m, size=(h, w), mode="bilinear", align_corners=False)
-            total += m
+            total += fit_masks(m.float().cpu(), (h, w), cascade.config.mask_dilate).unsqueeze(1)
             a = torch.exp(-theta * total)
             out[start:stop, j] = F.adaptive_avg_pool2d(a, (s, s))[:, 0] if (h, w) != (s, s) else a[:, 0]
     return out

@@ -15,6 +15,7 @@ __all__ = [
     "minmax_images",
     "normalize_maps",
     "mask_images",
+    "fit_masks",
     "fill_multiply",
     "fill_mean",
     "fill_blur",
@@ -94,7 +95,28 @@ def fill_inpaint(x: torch.Tensor, masks: torch.Tensor, theta: float, radius: int
 _FILLS = {"multiply": fill_multiply, "mean": fill_mean, "blur": fill_blur, "inpaint": fill_inpaint}
 
 
-def mask_images(x: torch.Tensor, masks: torch.Tensor, theta: float, fill: str = "multiply") -> torch.Tensor:
+def fit_masks(masks: torch.Tensor, size: tuple[int, int], dilate: float = 0.0) -> torch.Tensor:
+    r"""The maps M ``(B, h, w)`` as the fill applies them: bilinearly upsampled to the image ``size``
+    and, when ``dilate`` > 0, grown by a grey-scale dilation (a moving maximum over a square window)
+    of radius r = round(dilate × min(size)) pixels:
+
+    .. math:: M'(i, j) = \max_{|u| \le r,\, |v| \le r} M(i + u, j + v)
+
+    Dilation keeps every masked value and turns the region's outline (a word's letters, an
+    animal's silhouette) into a blob, so the shape of the hole tells less about the class.
+    """
+    masks = masks.float()
+    if masks.shape[-2:] != tuple(size):
+        masks = F.interpolate(masks.unsqueeze(1), size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
+    r = round(dilate * min(size))
+    if r > 0:
+        masks = F.max_pool2d(masks.unsqueeze(1), kernel_size=2 * r + 1, stride=1, padding=r)[:, 0]
+    return masks
+
+
+def mask_images(
+    x: torch.Tensor, masks: torch.Tensor, theta: float, fill: str = "multiply", dilate: float = 0.0
+) -> torch.Tensor:
     """The counterfactual step x^(k+1) = MinMax(fill(x^(k), M_k)).
 
     .. math:: x^{(k+1)} = \\mathrm{MinMax}\\big(x^{(k)} \\odot e^{-\\theta M_k}\\big)  \\quad (\\text{fill}=\\text{multiply})
@@ -104,13 +126,13 @@ def mask_images(x: torch.Tensor, masks: torch.Tensor, theta: float, fill: str = 
         masks: ``(B, H, W)`` thresholded raw CAMs M_k ≥ 0 (not normalised: θ acts on the raw scale).
         theta: masking strength θ > 0.
         fill: ``multiply`` (paper), ``mean``, ``blur`` or ``inpaint``.
+        dilate: grow the maps first (:func:`fit_masks`); 0 = the paper.
     Returns:
         ``(B, 3, H, W)`` in [0, 1].
     """
     if fill not in _FILLS:
         raise ValueError(f"fill: unknown strategy {fill!r}; choose one of {', '.join(_FILLS)}")
-    if masks.shape[-2:] != x.shape[-2:]:
-        masks = F.interpolate(masks.unsqueeze(1), size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    masks = fit_masks(masks, tuple(x.shape[-2:]), dilate)
     return minmax_images(_FILLS[fill](x, masks.to(x.dtype), theta))
 
 

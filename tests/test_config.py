@@ -77,6 +77,22 @@ def test_key_is_stable_and_ignores_execution_fields():
     assert a.key() != CascadeConfig(explainer=("cam", "gradcam", "cam", "cam", "cam")).key()
 
 
+def test_mask_dilate_enters_the_hash_only_when_set():
+    """Runs stored before ``mask_dilate`` existed keep their names; a dilated run is another run
+    that still shares model 1 with the undilated one."""
+    from cascam.config import first_model_key
+
+    base = CascadeConfig()
+    assert "mask_dilate" not in base.training_dict()
+    dilated = CascadeConfig(mask_dilate=0.05)
+    assert dilated.training_dict()["mask_dilate"] == 0.05
+    assert dilated.key() != base.key()
+    assert dilated.first_model_key() == base.first_model_key() == first_model_key(base.training_dict())
+    for bad in (-0.1, 0.6, "wide", float("nan")):
+        with pytest.raises(ConfigError, match="mask_dilate"):
+            CascadeConfig(mask_dilate=bad)
+
+
 def test_unknown_parameter_is_named():
     with pytest.raises(ConfigError, match="unknown parameter.*tehta"):
         CascadeConfig.from_dict({"tehta": 0.3})

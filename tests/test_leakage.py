@@ -81,6 +81,22 @@ def test_attenuation_maps_reproduce_the_training_masks(toy_cascade):
     assert a.min() >= 0 and a.max() <= 1 and (a < 1).any()
 
 
+def test_attenuation_maps_follow_the_dilated_masks(toy_cascade):
+    """With ``mask_dilate`` the probe sees the grown masks that training applied, not the raw ones."""
+    c = toy_cascade
+    grown = Cascade(c.config.replace(mask_dilate=0.1), c.record, c.data, c.train_index, c.valid_index,
+                    c.models[:1], c.device)
+    plain = leakage.attenuation_maps(c.truncated(1), size=32)[:8, 0]
+    a = leakage.attenuation_maps(grown, size=32)[:8, 0]
+    x = c.data.images[:8].float() / 255
+    tr = grown.trace(c.data.images[:8], c.data.labels[:8])
+    from cascam.masking import minmax_images
+
+    assert torch.allclose(minmax_images(x * a[:, None]), mask_images(x, tr["thresholded"][0], c.config.theta,
+                                                                      dilate=0.1), atol=1e-5)
+    assert (a <= plain + 1e-6).all() and (a < plain - 1e-3).any()  # more pixels darkened, none less
+
+
 def test_leakage_table_is_cached_and_read_back(toy_cascade, monkeypatch):
     table = leakage.leakage_table(toy_cascade, epochs=2)
     assert list(table["iteration"]) == [1, 2]

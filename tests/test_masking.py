@@ -14,6 +14,7 @@ from cascam.masking import (
     fill_inpaint,
     fill_mean,
     fill_multiply,
+    fit_masks,
     mask_images,
     minmax_images,
     normalize_maps,
@@ -55,6 +56,33 @@ def test_mask_images_is_cumulative():
     twice = mask_images(mask_images(x, m1, 0.3), m2, 0.3)
     by_hand = minmax_images(minmax_images(x * torch.exp(-0.3 * m1)[:, None]) * torch.exp(-0.3 * m2)[:, None])
     assert torch.allclose(twice, by_hand, atol=1e-6)
+
+
+def test_fit_masks_dilates_by_a_moving_maximum():
+    m = torch.zeros(1, 8, 8)
+    m[0, 3, 3], m[0, 0, 7] = 2.0, 1.0
+    out = fit_masks(m, (8, 8), dilate=1 / 8)  # r = round(8 / 8) = 1: a 3×3 window
+    expected = torch.zeros(1, 8, 8)
+    expected[0, 2:5, 2:5] = 2.0
+    expected[0, 0:2, 6:8] = 1.0  # the corner value grows only inside the image
+    assert torch.equal(out, expected)
+    assert torch.equal(fit_masks(m, (8, 8), dilate=0.0), m)  # the paper: untouched
+    assert torch.equal(fit_masks(m, (8, 8), dilate=0.01), m)  # r rounds to 0
+
+
+def test_mask_images_with_dilation_darkens_the_grown_region():
+    # x = 1 everywhere but one black pixel (so MinMax is the identity); M = ln 2 at (4, 4), θ = 1, r = 1
+    x = torch.ones(1, 3, 8, 8)
+    x[..., 7, 0] = 0.0
+    m = torch.zeros(1, 8, 8)
+    m[0, 4, 4] = math.log(2)
+    out = mask_images(x, m, theta=1.0, dilate=1 / 8)
+    expected = x.clone()
+    expected[..., 3:6, 3:6] = 0.5
+    assert torch.allclose(out, expected, atol=1e-6)
+    only_one = x.clone()
+    only_one[..., 4, 4] = 0.5
+    assert torch.allclose(mask_images(x, m, theta=1.0), only_one, atol=1e-6)  # undilated: one pixel
 
 
 def test_mask_images_upsamples_low_resolution_masks():
