@@ -363,10 +363,12 @@ def test_the_parameter_page_fills_from_a_sweep_and_lists_what_is_missing(smoke_s
     work = tmp_path / "book"
     for name in ("notebooks", "profiles"):
         shutil.copytree(ROOT / name, work / name)
+    shutil.copy(ROOT / "_config.yml", work)
     store = work / "runs"
     shutil.copytree(smoke_store, store)
     grid = load_grid(SMOKE)
     shutil.rmtree(RunStore(store).path(grid.groups[0].config))  # θ = 0.1 never ran
+    monkeypatch.setenv("CASCAM_BOOK_ROOT", str(work))  # tables and status lines go to work, not the clone
     monkeypatch.setenv("CASCAM_STORE", str(store))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     profile = load_profile("smoke", ROOT)
