@@ -205,6 +205,12 @@ def last_leak(src: str, fill: str) -> pd.Series:
     return g[g.iteration == g.iteration.max()].iloc[0]
 
 
+def probe_peak(src: str, fill: str) -> str:
+    """The mask probe's highest accuracy over the iterations: masks can give the class away midway."""
+    g = leak[(leak.source == src) & (leak.fill == fill)].set_index("iteration")["mask_probe_accuracy"]
+    return f"its peak {100 * g.max():.0f} % before model {int(g.idxmax())}"
+
+
 lines = []
 if has_objects:
     verdicts = {(src, fill): verdict(src, fill) for src in sources for fill in fills}
@@ -222,7 +228,8 @@ if has_objects:
                 + (f" ({'clearly' if v['clear'] else 'within the bootstrap intervals'})" if v["held"] else "")
                 + f"; best K = {v['best_K']} ({100 * v['best']:.1f} %). Model {base.K}: own "
                 f"{100 * lk['valid_accuracy_own']:.0f} %, original {100 * lk['valid_accuracy_original']:.0f} %{clean}; "
-                f"mask probe {100 * lk['mask_probe_accuracy']:.0f} % (chance {100 * lk['chance']:.0f} %)."
+                f"mask probe {100 * lk['mask_probe_accuracy']:.0f} %, {probe_peak(src, fill)} "
+                f"(chance {100 * lk['chance']:.0f} %)."
             )
     # what to use: the (fill, K) with the highest pointing game averaged over the sources
     mean_pg = summary[summary.metric == "pointing_game"].groupby(["fill", "K"])["mean"].mean()
@@ -267,8 +274,8 @@ else:
                 f"{'lower' if lower else 'not lower'} at K = {ks[-1]} than at K = {ks[0]}"
                 + (" (clearly)" if clear else " (within the bootstrap intervals)" if lower else "")
                 + f". Model {base.K}: own {100 * lk['valid_accuracy_own']:.0f} %, original "
-                f"{100 * lk['valid_accuracy_original']:.0f} %; mask probe {100 * lk['mask_probe_accuracy']:.0f} % "
-                f"(chance {100 * lk['chance']:.0f} %)."
+                f"{100 * lk['valid_accuracy_original']:.0f} %; mask probe {100 * lk['mask_probe_accuracy']:.0f} %, "
+                f"{probe_peak(src, fill)} (chance {100 * lk['chance']:.0f} %)."
             )
             parts.append(f"{fill}: AE " + "→".join(f"{s.loc[k, 'mean']:.3f}" for k in ks) + f" (K={','.join(map(str, ks))})")
     held_paper, ours = None, "no object masks; " + "; ".join(parts)

@@ -3,6 +3,7 @@ the leakage diagnostic instead of the pointing game, and runs the dilated fill a
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -43,6 +44,7 @@ def test_the_fill_page_on_a_folder_reports_artifact_energy_and_dilated_runs(tmp_
     assert "no object masks" in text
     assert "- `multiply` (the paper’s fill): artifact energy" in text
     assert "- `multiply+dilate`: artifact energy" in text
+    assert re.search(r"mask probe \d+ %, its peak \d+ % before model [12] \(chance \d+ %\)", text)
 
     metrics = pd.read_csv(work / "book/_build/pages/tables/shortcuts_metrics.csv", header=[0, 1], index_col=[0, 1, 2])
     assert set(metrics.index.get_level_values("fill")) == {"multiply", "multiply+dilate"}
