@@ -205,10 +205,15 @@ def last_leak(src: str, fill: str) -> pd.Series:
     return g[g.iteration == g.iteration.max()].iloc[0]
 
 
-def probe_peak(src: str, fill: str) -> str:
-    """The mask probe's highest accuracy over the iterations: masks can give the class away midway."""
+def leak_text(src: str, fill: str) -> str:
+    """The last model's accuracies and the mask probe: its last value and its peak over the iterations
+    (masks can give the class away midway and less at the end)."""
+    lk = last_leak(src, fill)
     g = leak[(leak.source == src) & (leak.fill == fill)].set_index("iteration")["mask_probe_accuracy"]
-    return f"its peak {100 * g.max():.0f} % before model {int(g.idxmax())}"
+    clean = (f", box-free {100 * lk['valid_accuracy_clean']:.0f} %" if "valid_accuracy_clean" in leak_cols else "")
+    return (f"Model {base.K}: own {100 * lk['valid_accuracy_own']:.0f} %, original "
+            f"{100 * lk['valid_accuracy_original']:.0f} %{clean}; mask probe {100 * lk['mask_probe_accuracy']:.0f} %, "
+            f"its peak {100 * g.max():.0f} % before model {int(g.idxmax())} (chance {100 * lk['chance']:.0f} %).")
 
 
 lines = []
@@ -219,17 +224,11 @@ if has_objects:
         for fill in fills:
             v = verdicts[(src, fill)]
             path = " → ".join(f"{100 * x:.1f} % (K={k})" for k, x in zip(v["ks"], v["values"]))
-            lk = last_leak(src, fill)
-            clean = (f", box-free {100 * lk['valid_accuracy_clean']:.0f} %"
-                     if "valid_accuracy_clean" in leak_cols else "")
             lines.append(
                 f"- `{fill}`{' (the paper’s fill)' if fill == PAPER_FILL else ''}: pointing game {path}; "
                 f"the claim **{'held' if v['held'] else 'did not hold'}**"
                 + (f" ({'clearly' if v['clear'] else 'within the bootstrap intervals'})" if v["held"] else "")
-                + f"; best K = {v['best_K']} ({100 * v['best']:.1f} %). Model {base.K}: own "
-                f"{100 * lk['valid_accuracy_own']:.0f} %, original {100 * lk['valid_accuracy_original']:.0f} %{clean}; "
-                f"mask probe {100 * lk['mask_probe_accuracy']:.0f} %, {probe_peak(src, fill)} "
-                f"(chance {100 * lk['chance']:.0f} %)."
+                + f"; best K = {v['best_K']} ({100 * v['best']:.1f} %). " + leak_text(src, fill)
             )
     # what to use: the (fill, K) with the highest pointing game averaged over the sources
     mean_pg = summary[summary.metric == "pointing_game"].groupby(["fill", "K"])["mean"].mean()
@@ -264,18 +263,15 @@ else:
         for fill in fills:
             s = summary[(summary.source == src) & (summary.fill == fill) & (summary.metric == "artifact_energy")]
             s = s.set_index("K")
-            ks = ladder(int(s.index.max()))
+            ks = sorted({1, *ladder(int(s.index.max()))})  # against model 1's map alone
             path = " → ".join(f"{s.loc[k, 'mean']:.3f} (K={k})" for k in ks)
             lower = bool(s.loc[ks[-1], "mean"] < s.loc[ks[0], "mean"])
             clear = bool(s.loc[ks[-1], "ci_high"] < s.loc[ks[0], "ci_low"])
-            lk = last_leak(src, fill)
             lines.append(
                 f"- `{fill}`{' (the paper’s fill)' if fill == PAPER_FILL else ''}: artifact energy {path}, "
                 f"{'lower' if lower else 'not lower'} at K = {ks[-1]} than at K = {ks[0]}"
                 + (" (clearly)" if clear else " (within the bootstrap intervals)" if lower else "")
-                + f". Model {base.K}: own {100 * lk['valid_accuracy_own']:.0f} %, original "
-                f"{100 * lk['valid_accuracy_original']:.0f} %; mask probe {100 * lk['mask_probe_accuracy']:.0f} %, "
-                f"{probe_peak(src, fill)} (chance {100 * lk['chance']:.0f} %)."
+                + ". " + leak_text(src, fill)
             )
             parts.append(f"{fill}: AE " + "→".join(f"{s.loc[k, 'mean']:.3f}" for k in ks) + f" (K={','.join(map(str, ks))})")
     held_paper, ours = None, "no object masks; " + "; ".join(parts)

@@ -33,7 +33,7 @@ def test_the_fill_page_on_a_folder_reports_artifact_energy_and_dilated_runs(tmp_
     monkeypatch.setenv("MPLBACKEND", "Agg")
     params = dict(
         data="folder", data_path=str(folder), n_images=48, image_size=32, arch="small_cnn", epochs=1,
-        min_epochs=0, patience=0, batch_size=16, device="cpu", n_eval=8, shortcut_n_images=0, shortcut_K=2,
+        min_epochs=0, patience=0, batch_size=16, device="cpu", n_eval=8, shortcut_n_images=0, shortcut_K=4,
         fills=["multiply"], dilate_fills=["multiply"], mask_dilate=0.1,
     )
     out = execute_notebook("08_shortcuts", "smoke", params, work, print)
@@ -44,7 +44,9 @@ def test_the_fill_page_on_a_folder_reports_artifact_energy_and_dilated_runs(tmp_
     assert "no object masks" in text
     assert "- `multiply` (the paper’s fill): artifact energy" in text
     assert "- `multiply+dilate`: artifact energy" in text
-    assert re.search(r"mask probe \d+ %, its peak \d+ % before model [12] \(chance \d+ %\)", text)
+    # the ladder of K starts at model 1's map alone: K = 1, then Table 6's K ≤ 4, then the last K
+    assert re.search(r"`multiply` \(the paper’s fill\): artifact energy [\d.]+ \(K=1\) → [\d.]+ \(K=3\) → [\d.]+ \(K=4\)", text)
+    assert re.search(r"mask probe \d+ %, its peak \d+ % before model [1-4] \(chance \d+ %\)", text)
 
     metrics = pd.read_csv(work / "book/_build/pages/tables/shortcuts_metrics.csv", header=[0, 1], index_col=[0, 1, 2])
     assert set(metrics.index.get_level_values("fill")) == {"multiply", "multiply+dilate"}
@@ -55,7 +57,7 @@ def test_the_fill_page_on_a_folder_reports_artifact_energy_and_dilated_runs(tmp_
     assert energy[("folder", "multiply", 1)] == energy[("folder", "multiply+dilate", 1)]
 
     base = CascadeConfig(data="folder", data_path=str(folder), n_images=48, image_size=32, epochs=1, min_epochs=0,
-                         patience=0, batch_size=16, K=2)
+                         patience=0, batch_size=16, K=4)
     runs = RunStore(store)
     assert runs.get(base).is_complete and runs.get(base.replace(mask_dilate=0.1)).is_complete
     assert runs.path(base) != runs.path(base.replace(mask_dilate=0.1))
