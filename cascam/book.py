@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from .config import ConfigError, parse_overrides
+from .config import ConfigError, parse_overrides, read_yaml
 
 __all__ = ["build_book", "load_profile", "notebook_order", "repo_root", "PAGES_DIR"]
 
@@ -41,7 +41,9 @@ def load_profile(name: str, root: Path | None = None) -> dict[str, Any]:
     if not path.exists():
         known = sorted(p.stem for p in (root / "profiles").glob("*.yaml"))
         raise ConfigError(f"--profile: unknown profile {name!r}; choose one of {', '.join(known)}")
-    profile = yaml.safe_load(path.read_text()) or {}
+    profile = read_yaml(path, "--profile") or {}
+    if not isinstance(profile, dict):
+        raise ConfigError(f"--profile: {path} must hold a mapping (parameters:, notebooks:)")
     profile.setdefault("parameters", {})
     profile.setdefault("notebooks", {})
     return profile

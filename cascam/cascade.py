@@ -17,6 +17,7 @@ from tqdm import tqdm
 from .config import CascadeConfig
 from .data import ImageData, load_data
 from .explainers import Explainer, get_explainer
+from .hooks import pause_after_iteration
 from .masking import combine_maps, mask_images, normalize_maps
 from .models import CamNet, build_model
 from .store import RunRecord, RunStore
@@ -343,6 +344,7 @@ def run_cascade(
             stats.update(timings)
             stats["n_images"] = len(x)
             record.save_iteration(k, model, history, stats)
+            pause_after_iteration(k)
         if x_next is not None:
             x = x_next
     bar.close()

@@ -309,6 +309,22 @@ class CascadeConfig:
         return cls(**vals)
 
 
+def read_yaml(path: str | Path, what: str = "config") -> Any:
+    """Parse a YAML file; a syntax error becomes one :class:`ConfigError` line naming the file, the
+    line and the column (1-based, as editors count), e.g.
+    ``config: cannot parse run.yaml, line 3, column 7: expected ',' or ']', but got '<stream end>'``."""
+    p = Path(path)
+    try:
+        return yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or exc.__class__.__name__
+        raise ConfigError(f"{what}: cannot parse {p}{where}: {problem}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what}: {p} is not a text file ({exc.reason})") from None
+
+
 def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """Parse ``key=value`` strings (values read as YAML scalars: ``K=3``, ``explainer=[cam,gradcam]``)."""
     out: dict[str, Any] = {}
@@ -332,7 +348,7 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"config: file not found: {p}")
-        loaded = yaml.safe_load(p.read_text())
+        loaded = read_yaml(p, "config")
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

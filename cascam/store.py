@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ import torch
 import yaml
 from torch import nn
 
-from .config import CascadeConfig, first_model_key
+from .config import CascadeConfig, ConfigError, first_model_key, read_yaml
 
 __all__ = ["RunStore", "RunRecord", "atomic_write_bytes", "atomic_write_text", "default_store_root"]
 
@@ -138,7 +139,20 @@ class RunRecord:
 
     def load_state(self, k: int) -> dict:
         """Model k's state dict, loaded safely (``weights_only=True``)."""
-        return torch.load(self.iteration_dir(k) / "model.pt", map_location="cpu", weights_only=True)
+        path = self.iteration_dir(k) / "model.pt"
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"run: checkpoint not found: {path}") from None
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError) as exc:
+            first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:200]
+            raise ValueError(
+                f"run: {path} is not a model state dict that cascam can load safely ({first}); "
+                "nothing was run from it — delete that run folder to retrain it"
+            ) from None
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise ValueError(f"run: {path} is not a model state dict (a mapping of names to tensors)")
+        return state
 
     def stats(self, k: int) -> dict:
         return json.loads((self.iteration_dir(k) / "stats.json").read_text())
@@ -230,7 +244,9 @@ def load_record(directory: str | Path, **explanation: Any) -> RunRecord:
     cfg_path = d / "config.yaml"
     if not cfg_path.exists():
         raise FileNotFoundError(f"run: {d} is not a run folder (no config.yaml)")
-    values = yaml.safe_load(cfg_path.read_text())
+    values = read_yaml(cfg_path, "run")
+    if not isinstance(values, dict):
+        raise ConfigError(f"run: {cfg_path} must hold a mapping of parameter: value")
     if "K" not in values:
         k = RunRecord(d, CascadeConfig()).iterations_available()
         values["K"] = max(1, k)

@@ -29,9 +29,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from .config import CascadeConfig, ConfigError
+from .config import CascadeConfig, ConfigError, read_yaml
 from .store import RunRecord, RunStore, atomic_write_text
 
 try:  # submitit is only needed for --executor debug/slurm (the ``cluster`` extra)
@@ -169,7 +167,7 @@ def _profile_parameters(name: str, search: Sequence[Path]) -> dict[str, Any]:
     for folder in search:
         path = folder / "profiles" / f"{name}.yaml"
         if path.is_file():
-            params = (yaml.safe_load(path.read_text()) or {}).get("parameters", {}) or {}
+            params = (read_yaml(path, "profile") or {}).get("parameters", {}) or {}
             return {k: v for k, v in params.items() if k in _FIELD_NAMES}
     looked = ", ".join(str(f / "profiles") for f in search)
     raise ConfigError(f"base.profile: unknown profile {name!r} (looked in {looked})")
@@ -285,10 +283,7 @@ def resolve_grid_path(path: str | Path) -> Path:
 def load_grid(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Grid:
     """Read and expand a grid file (see :func:`expand_grid`); the grid's name defaults to the file's stem."""
     p = resolve_grid_path(path)
-    try:
-        spec = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"grid: cannot parse {p} ({exc.__class__.__name__})") from None
+    spec = read_yaml(p, "grid")
     search = [p.resolve().parent, p.resolve().parent.parent, _repo_root()]
     return expand_grid(spec or {}, overrides, name=p.stem, search=search)
 

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from cascam.cli import main
+from cascam.hooks import PAUSE_ENV
 from cascam.store import load_record
 
 CLI = str(Path(sys.executable).with_name("cascam"))
@@ -53,29 +54,50 @@ def test_data_synthetic_writes_pngs(tmp_path, capsys):
     assert len(list((tmp_path / "syn" / "images").glob("*.png"))) == 4
 
 
-def _run(store: Path, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "CASCAM_STORE": str(store), "OMP_NUM_THREADS": "1"}
+def _run(store: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
+    env = {**os.environ, "CASCAM_STORE": str(store), "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.Popen([CLI, "run", "--set", "K=3", *TINY, *extra], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_pause(proc: subprocess.Popen, flag: Path, timeout: float = 600) -> None:
+    """Wait until the run has saved the iteration and stopped at the pause point (it then waits there,
+    however fast the machine, until ``flag`` is removed or the process is signalled)."""
+    deadline = time.monotonic() + timeout
+    while not flag.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended before its pause point: {proc.stderr.read()[-2000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("the run never reached its pause point")
+        time.sleep(0.05)
+
+
+def test_pause_point_holds_the_run_until_released(tmp_path):
+    flag = tmp_path / "paused"
+    proc = _run(tmp_path / "runs", "--set", "K=2", env={PAUSE_ENV: f"1:{flag}"})
+    wait_for_pause(proc, flag)
+    assert int(flag.read_text()) == proc.pid
+    (run_dir,) = [p.parent for p in (tmp_path / "runs").glob("*/iter_01")]
+    record = load_record(run_dir, K=2)
+    assert record.iterations_done() == [1] and proc.poll() is None  # held after iteration 1, before 2
+    flag.unlink()
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-2000:]
+    assert load_record(run_dir, K=2).is_complete
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, sig):
     reference = _run(tmp_path / "ref")
     assert reference.wait(timeout=600) == 0, reference.stderr.read()[-2000:]
-    proc = _run(tmp_path / "killed")
-    deadline = time.time() + 600
-    first = None
-    while time.time() < deadline and proc.poll() is None:
-        done = list((tmp_path / "killed").glob("*/iter_01/stats.json"))
-        if done:
-            first = done[0]
-            break
-        time.sleep(0.2)
-    assert first is not None, "iteration 1 never finished"
+    flag = tmp_path / "paused"
+    proc = _run(tmp_path / "killed", env={PAUSE_ENV: f"1:{flag}"})
+    wait_for_pause(proc, flag)  # iteration 1 is saved, iteration 2 has not started
     proc.send_signal(sig)
     proc.wait(timeout=120)
-    run_dir = first.parents[1]
+    assert proc.returncode != 0
+    (run_dir,) = [p.parent for p in (tmp_path / "killed").glob("*/iter_01")]
     assert not load_record(run_dir, K=3).is_complete
     # whatever the kill interrupted is at most a hidden temporary file; every file a reader trusts is whole
     for path in run_dir.rglob("*"):
@@ -86,7 +108,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, sig):
                 import json
 
                 json.loads(path.read_text())
-    resumed = _run(tmp_path / "killed")
+    assert load_record(run_dir, K=3).iterations_done() == [1]
+    resumed = _run(tmp_path / "killed")  # without the pause point
     out, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err[-2000:]
     ref_dir = next((tmp_path / "ref").iterdir())
@@ -113,3 +136,68 @@ def test_explain_writes_overlays_for_image_files(tmp_path, capsys):
     assert len(list((tmp_path / "ov").glob("*_cascam.png"))) == 2
     assert main(["explain", "--run", str(run.record.dir), str(tmp_path / "missing.png")]) == 2
     assert "image: file not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "command,name,text,where",
+    [
+        ("run", "bad.yaml", "theta: 0.3\nK: [1, 2\n", "line 3, column 1"),
+        ("sweep", "grid.yaml", "grid:\n  theta: [0.1, 0.3\n", "line 3, column 1"),
+        ("run", "tab.yaml", "K: 3\n\ttheta: 0.3\n", "line 2, column 1"),
+    ],
+)
+def test_malformed_yaml_is_one_line_naming_file_line_and_column(tmp_path, capsys, command, name, text, where):
+    path = tmp_path / name
+    path.write_text(text)
+    assert main([command, str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"cannot parse {path}, {where}" in err
+
+
+def test_malformed_profile_names_file_line_and_column(tmp_path):
+    from cascam.book import load_profile
+    from cascam.config import ConfigError
+
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "broken.yaml").write_text("parameters:\n  K: 3\n  theta: {0.3\n")
+    with pytest.raises(ConfigError, match=r"--profile: cannot parse .*broken\.yaml, line 4, column 1"):
+        load_profile("broken", root=tmp_path)
+
+
+class _RunsACommand:
+    """A pickle that, if unpickled, would create a file (what a malicious checkpoint does)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_checkpoint_that_is_not_a_state_dict_is_refused_in_one_line(tmp_path, capsys):
+    import pickle
+
+    from cascam import CascadeConfig, run_cascade
+
+    cfg = CascadeConfig(n_images=96, image_size=32, K=1, epochs=1, min_epochs=0, batch_size=32, device="cpu",
+                        progress=False)
+    run = run_cascade(cfg, tmp_path / "runs")
+    model_pt = run.record.iteration_dir(1) / "model.pt"
+    marker = tmp_path / "pwned"
+    with model_pt.open("wb") as fh:
+        pickle.dump(_RunsACommand(marker), fh)
+    image = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (120, 80, 40)).save(image)
+    capsys.readouterr()
+    assert main(["explain", "--run", str(run.record.dir), str(image), "--out", str(tmp_path / "ov")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"{model_pt} is not a model state dict" in err
+    assert not marker.exists() and not (tmp_path / "ov").exists()
+    # a checkpoint holding something other than tensors is refused the same way
+    torch.save({"weight": [1, 2, 3]}, model_pt)
+    assert main(["explain", "--run", str(run.record.dir), str(image)]) == 2
+    assert "is not a model state dict" in capsys.readouterr().err

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
 from cascam.data.artifacts import BOX_FRACTION, artifact_rng, draw_label_tile, insert_label_box
@@ -652,3 +653,22 @@ def test_shared_folder_boxes_match_pixels():
             assert np.median(inside) > 200 and row.box_polarity == "white", name
         else:
             assert np.median(inside) < 50 and row.box_polarity == "black", name
+
+
+def test_explain_reads_the_pixels_training_read(tmp_path):
+    """One reader: a photo folder resized for training and the same files read by `cascam explain`
+    (data.images.read_images) give identical pixels, JPEG draft decoding and Lanczos included."""
+    from cascam.data.images import RESAMPLE, read_images
+
+    _write_artifact_folder(tmp_path / "f", side=96)
+    data = load_artifact_folder(tmp_path / "f", size=40)
+    files = [tmp_path / "f" / "with_artifact" / name for name in data.names]
+    images, names = read_images(files, size=40)
+    assert names == [Path(n).stem for n in data.names]
+    assert torch.equal(images, data.images)
+    # ...and that reader is Lanczos: a bilinear resize of the same file differs
+    with Image.open(files[0]) as im:
+        im.draft("RGB", (40, 40))
+        bilinear = np.asarray(im.convert("RGB").resize((40, 40), Image.Resampling.BILINEAR))
+    assert RESAMPLE == Image.Resampling.LANCZOS
+    assert not np.array_equal(images[0].permute(1, 2, 0).numpy(), bilinear)

@@ -1,12 +1,16 @@
-"""The EbayesThresh port against outputs of the R package (shared/reference/ebayesthresh/cases.json).
+"""The EbayesThresh port against outputs of the R package (tests/data/ebayesthresh/cases.json.xz).
 
-Cases are read at run time, never copied here; set CASCAM_EBAYES_CASES to use another file (e.g. the
-held-out split). Also: the batched CAM entry point equals the per-map loop, keeps type/device/dtype.
+The reference cases travel with the repository (xz-compressed; see tests/data/ebayesthresh/README.md
+for where they come from and how to regenerate them), so these tests always run. Set
+CASCAM_EBAYES_CASES to check another file of the same schema, e.g. a held-out split (plain JSON or
+.xz/.gz). Also: the batched CAM entry point equals the per-map loop, keeps type/device/dtype.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
+import lzma
 import math
 import os
 import warnings
@@ -23,29 +27,27 @@ from cascam.threshold import ebayesthresh as eb
 
 RTOL, ATOL = 1e-6, 1e-8
 RTOL_A_ESTIMATED = 1e-4
+DATA = Path(__file__).resolve().parent / "data" / "ebayesthresh"
 
 
 def cases_path() -> Path:
     env = os.environ.get("CASCAM_EBAYES_CASES")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "shared/reference/ebayesthresh/cases.json"
+    return Path(env) if env else DATA / "cases.json.xz"
+
+
+def read_cases(path: Path) -> list[dict]:
+    """The ``cases`` of a reference file: plain JSON, or compressed with xz or gzip."""
+    opener = {".xz": lzma.open, ".gz": gzip.open}.get(path.suffix, open)
+    with opener(path, "rt", encoding="utf-8") as fh:
+        return json.load(fh)["cases"]
 
 
 @lru_cache(maxsize=1)
 def load_cases() -> list[dict]:
     path = cases_path()
     if not path.is_file():
-        return []
-    with path.open() as fh:
-        return json.load(fh)["cases"]
-
-
-def _cases_or_skip() -> list[dict]:
-    cases = load_cases()
-    if not cases:
-        pytest.skip(f"R reference cases not found at {cases_path()} (set CASCAM_EBAYES_CASES)")
-    return cases
+        raise FileNotFoundError(f"R reference cases not found at {path}")
+    return read_cases(path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -230,7 +232,7 @@ _FUNCTIONS = [
 
 @pytest.mark.parametrize("function", _FUNCTIONS)
 def test_reference_cases(function: str) -> None:
-    cases = [c for c in _cases_or_skip() if c["function"] == function]
+    cases = [c for c in load_cases() if c["function"] == function]
     assert cases, f"no reference cases for {function}"
     failures = []
     for case in cases:
@@ -245,7 +247,7 @@ def test_reference_cases(function: str) -> None:
 
 def test_reference_cases_cover_every_function() -> None:
     counts = defaultdict(int)
-    for case in _cases_or_skip():
+    for case in load_cases():
         counts[case["function"]] += 1
     assert set(counts) == set(_FUNCTIONS)
 

@@ -17,6 +17,7 @@ import yaml
 
 from cascam.cli import main
 from cascam.config import CascadeConfig, ConfigError
+from cascam.hooks import PAUSE_ENV
 from cascam.store import RunStore
 from cascam.sweep import (
     CLAIMS_LOG,
@@ -278,18 +279,22 @@ def test_debug_executor_runs_each_configuration_in_its_own_process(tmp_path, sub
     assert json.loads((store / "_sweeps" / "pair" / "jobs.json").read_text())["jobs"] == jobs
 
 
-def test_a_preempted_job_requeues_itself_and_resumes(tmp_path, subprocess_env):
+def test_a_preempted_job_requeues_itself_and_resumes(tmp_path, subprocess_env, monkeypatch):
     submitit = pytest.importorskip("submitit")
     cfg = CascadeConfig(**{**TINY, "K": 3})
     store = RunStore(tmp_path / "runs")
+    flag = tmp_path / "paused"
+    # The worker stops after saving iteration 1 and waits there until preempted (the requeued worker
+    # loads iteration 1 instead of training it, so it does not stop).
+    monkeypatch.setenv(PAUSE_ENV, f"1:{flag}")
     executor = submitit.AutoExecutor(folder=tmp_path / "logs", cluster="local")
     executor.update_parameters(timeout_min=10, gpus_per_node=0)
     job = executor.submit(SweepJob(cfg.to_dict(), str(store.root), [cfg.to_dict()]))
     run_dir = store.path(cfg)
-    deadline = time.time() + 300
-    while not (run_dir / "iter_01" / "stats.json").exists() and time.time() < deadline and not job.done():
-        time.sleep(0.1)
-    assert not job.done(), (job.stdout() or "")[-2000:] + (job.stderr() or "")[-2000:]
+    deadline = time.monotonic() + 600
+    while not flag.exists() and not job.done() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert flag.exists() and not job.done(), (job.stdout() or "")[-2000:] + (job.stderr() or "")[-2000:]
     worker = json.loads((run_dir / LOCK_NAME).read_text())["pid"]
     os.kill(worker, signal.SIGUSR2)  # what SLURM sends before preemption or the time limit: checkpoint() → requeue
     result = job.result()

@@ -18,6 +18,7 @@ from PIL import Image
 
 from .artifacts import BOX_FRACTION, CORNER_RANGE, artifact_rng, insert_label_box
 from .base import CLASS_NAMES, ImageData
+from .images import RESAMPLE, read_image
 
 __all__ = [
     "ArtifactFolderWriter",
@@ -26,7 +27,6 @@ __all__ = [
     "load_artifact_folder",
     "load_oxford_pets",
     "oxford_pets_splits",
-    "read_rgb",
     "stratified_indices",
 ]
 
@@ -68,28 +68,6 @@ def stratified_indices(labels: np.ndarray | Sequence[int], n: int, seed: int = 0
         quota[j] += 1
     picked = [rng.choice(np.flatnonzero(labels == c), q, replace=False) for c, q in zip(classes, quota)]
     return np.sort(np.concatenate(picked)).astype(int)
-
-
-def read_rgb(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Decode an image file to a uint8 array ``(H, W, 3)``, resized to ``size = (W, H)`` when given.
-
-    Grayscale, palette, CMYK and RGBA files are converted to RGB (an alpha channel is dropped, not
-    composited). JPEGs use Pillow's draft mode, which decodes directly at a reduced scale when the
-    file is at least twice the requested size. Resizing uses Lanczos, like the shared data set.
-
-    Raises:
-        ValueError: the file is truncated, corrupt or not an image (the message names the file).
-    """
-    try:
-        with Image.open(path) as im:
-            if size is not None and im.format == "JPEG":
-                im.draft("RGB", size)
-            rgb = im.convert("RGB")  # forces the decode, so a truncated file fails here
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"cannot read image {path}: {exc}") from exc
-    if size is not None and rgb.size != tuple(size):
-        rgb = rgb.resize(tuple(size), Image.LANCZOS)
-    return np.asarray(rgb)
 
 
 def _read_foreground(path: Path, size: tuple[int, int]) -> np.ndarray:
@@ -194,7 +172,7 @@ def load_oxford_pets(
     def load(k: int) -> None:
         ds, i, name = items[k]
         image, (_, trimap) = ds[i]
-        photo = image.convert("RGB").resize((size, size), Image.LANCZOS)
+        photo = image.convert("RGB").resize((size, size), RESAMPLE)
         object_masks[k] = np.asarray(trimap.resize((size, size), Image.NEAREST)) == 1
         if artifacts:
             clean[k] = np.asarray(photo).transpose(2, 0, 1)
@@ -383,7 +361,7 @@ def load_artifact_folder(
     clean = np.empty_like(images) if load_clean else None
 
     def load(i: int) -> None:
-        array = read_rgb(paths[i], None if size is None else (width, height))
+        array = read_image(paths[i], None if size is None else (width, height))
         if array.shape[:2] != (height, width):
             raise ValueError(
                 f"image {paths[i]} is {array.shape[1]}×{array.shape[0]}, the first image {width}×{height}; "
@@ -391,7 +369,7 @@ def load_artifact_folder(
             )
         images[i] = array.transpose(2, 0, 1)
         if clean is not None:
-            clean[i] = read_rgb(original_paths[i], (width, height)).transpose(2, 0, 1)
+            clean[i] = read_image(original_paths[i], (width, height)).transpose(2, 0, 1)
 
     _parallel(load, n, workers)
 
@@ -490,7 +468,7 @@ class ArtifactFolderWriter:
         bool object mask; it is resized nearest to ``size × size``.
         """
         size = (self.size, self.size)
-        photo = photo.convert("RGB").resize(size, Image.LANCZOS)
+        photo = photo.convert("RGB").resize(size, RESAMPLE)
         with_box, box, mask = insert_label_box(
             photo, label, artifact_rng(self.seed, name), self.box_fraction, self.corner_range
         )
