@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.cascam-installed
 PROFILE ?= default
 
-.PHONY: install test lint book demo clean
+.PHONY: install test lint book demo clean browser
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,8 +14,16 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
+
+# The site test renders the landing page in headless Chromium. Installed from Debian's packages when
+# this is a Debian machine and we are root (as in CI); otherwise say how, and that test is skipped.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && \
+	    apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
+	  echo "note: Chromium is not installed (apt-get install chromium); the page-rendering test will be skipped"
 
 lint: $(STAMP)
 	$(BIN)/ruff check cascam tests benchmarks data_scripts notebooks

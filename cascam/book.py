@@ -86,25 +86,33 @@ def _declared_parameters(nb) -> set[str]:
 def _run_with_cell(nbformat, profile: str, params: dict[str, Any]):
     rows = "\n".join(f"| `{k}` | `{v!r}` |" for k, v in sorted(params.items()))
     text = (
-        ":::{admonition} This page was run with\n:class: note\n\n"
+        ":::{admonition} This page was run with\n:class: dropdown note\n\n"
         f"profile **{profile}**, on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n\n"
         f"| parameter | value |\n|---|---|\n{rows}\n:::\n"
     )
     return nbformat.v4.new_markdown_cell(text)
 
 
+#: Cell tags that already decide how a code cell shows (Jupyter Book's hide/remove tags).
+_VISIBILITY_TAGS = {"hide-input", "hide-output", "hide-cell", "remove-input", "remove-output", "remove-cell"}
+
+
 def _prepare(executed_path: Path, profile: str, params: dict[str, Any]) -> None:
-    """Hide the parameters cell and papermill's injected cell, and add the 'this page was run with' box."""
+    """Make the executed page read as a page: hide the parameters cell and papermill's injected cell,
+    fold every other code cell (``hide-input``, unless the source chose another visibility tag or
+    ``show-input``), and put the folded "this page was run with" box at the end of the page."""
     import nbformat
 
     nb = nbformat.read(executed_path, as_version=4)
-    last = -1
-    for i, cell in enumerate(nb.cells):
-        tags = cell.get("metadata", {}).get("tags", [])
+    for cell in nb.cells:
+        tags = set(cell.get("metadata", {}).get("tags", []))
         if "parameters" in tags or "injected-parameters" in tags:
-            cell.metadata["tags"] = sorted(set(tags) | {"remove-cell"})
-            last = i
-    nb.cells.insert(last + 1, _run_with_cell(nbformat, profile, params))
+            tags |= {"remove-cell"}
+        elif cell.cell_type == "code" and not (tags & _VISIBILITY_TAGS) and "show-input" not in tags:
+            tags |= {"hide-input"}
+        if tags:
+            cell.metadata["tags"] = sorted(tags)
+    nb.cells.append(_run_with_cell(nbformat, profile, params))
     nbformat.write(nb, executed_path)
 
 
@@ -204,6 +212,7 @@ def build_book(
             raise RuntimeError(f"book: pages not executed yet: {', '.join(missing)}; run without --only first")
         for page in (root / "book").glob("*.md"):  # static pages sit beside the executed ones
             shutil.copy(page, root / PAGES_DIR / page.name)
+        stage_mathjax(root / PAGES_DIR)
         jb = Path(sys.executable).with_name("jupyter-book")
         cmd = [
             str(jb) if jb.exists() else "jupyter-book", "build", str(root / PAGES_DIR),
@@ -215,6 +224,33 @@ def build_book(
             raise RuntimeError(f"book: jupyter-book build failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
         dedupe_inline_scripts(site.parent)
     return site
+
+
+#: The parts of MathJax 3's ``es5`` folder that ``tex-chtml.js`` loads (the component itself, TeX
+#: extensions it autoloads, the CommonHTML fonts, the menu and the accessibility extensions).
+MATHJAX_PARTS = ("tex-chtml.js", "input/tex", "output/chtml", "ui", "a11y")
+
+
+def stage_mathjax(pages: Path) -> Path:
+    """Copy MathJax 3 from the installed ``django-static-mathjax`` package into ``pages/_static/mathjax``
+    (``_config.yml`` points ``mathjax_path`` there), so that the site renders maths with no internet.
+    Returns the folder. Raises ConfigError when the package is missing."""
+    from importlib import resources
+    from importlib.util import find_spec
+
+    if find_spec("mathjax") is None:
+        raise ConfigError("book: MathJax is not installed; install the book's dependencies "
+                          "(pip install -c constraints.txt -e '.[book]', or `make install`)")
+    src = resources.files("mathjax") / "static" / "mathjax" / "es5"
+    dest = Path(pages) / "_static" / "mathjax"
+    for part in MATHJAX_PARTS:
+        origin, target = Path(str(src / part)), dest / part
+        if origin.is_dir():
+            shutil.copytree(origin, target, dirs_exist_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(origin, target)
+    return dest
 
 
 def dedupe_inline_scripts(html_dir: Path) -> int:

@@ -18,6 +18,7 @@ import pandas as pd
 import yaml
 
 from .config import CascadeConfig
+from .verdicts import VERDICTS, Verdict
 
 __all__ = [
     "config_from_params",
@@ -26,6 +27,7 @@ __all__ = [
     "show_table",
     "record_result",
     "load_results",
+    "verdict_summary",
     "pages_dir",
     "store",
 ]
@@ -71,19 +73,26 @@ def paper_values() -> dict:
     return yaml.safe_load(text)
 
 
-def show_figure(fig, number: int | str, caption: str, name: str | None = None) -> Path:
-    """Display ``fig`` with the caption "Figure N. …" and save it as PNG next to the pages."""
+def show_figure(fig, number: int | str, caption: str, name: str | None = None) -> None:
+    """Display ``fig`` with the caption "Figure N. …" (and the anchor ``figure-N``) and save it as
+    ``figures/<name>.png`` next to the pages. Returns nothing, so a call that ends a cell prints nothing."""
     import matplotlib.pyplot as plt
-    from IPython.display import Image, Markdown, display
+    from IPython.display import HTML, Image, Markdown, display
 
     name = name or f"figure{number}"
     out = pages_dir() / "figures" / f"{name}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110, bbox_inches="tight")
     plt.close(fig)
+    display(HTML(f'<span id="{anchor_id("figure", number)}"></span>'))
     display(Image(filename=str(out)))
     display(Markdown(f"**Figure {number}.** {caption}"))
-    return out
+
+
+def anchor_id(kind: str, number: int | str) -> str:
+    """The HTML id of a numbered figure or table on its page: ``figure-2``, ``table-5``, ``table-5b``
+    (the landing page links to ``<page>.html#<id>``)."""
+    return f"{kind}-{str(number).strip().lower().replace(' ', '-')}"
 
 
 def _csv_link(frame: pd.DataFrame, filename: str) -> str:
@@ -91,33 +100,87 @@ def _csv_link(frame: pd.DataFrame, filename: str) -> str:
     return f'<a download="{filename}" href="data:text/csv;base64,{data}">Download {filename}</a>'
 
 
-def show_table(frame: pd.DataFrame, number: int | str, caption: str, name: str | None = None, floatfmt: str = "{:.4f}"):
-    """Display ``frame`` under the caption "Table N. …", with a link to download it as CSV."""
+def format_number(value: Any) -> str:
+    """A number as a reader wants it: 3 significant digits (``0.245``, ``12.3``, ``16.0``), whole
+    numbers with thousands separators from 1,000 on (``3,954``), an exponent only below 0.0001, no
+    ``-0`` (a value that rounds to zero is ``0``), ``—`` for a missing value.
+
+    Example:
+        >>> [format_number(v) for v in (0.24512, 16.0, 3954.2349, -0.00001, float("nan"), 0.00123, 999.7)]
+        ['0.245', '16.0', '3,954', '-1.0e-05', '—', '0.00123', '1,000']
+        >>> format_number(-0.0000)
+        '0'
+    """
+    import math
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Number):
+        return "—" if value is None else str(value)
+    v = float(value)
+    if math.isnan(v):
+        return "—"
+    if math.isinf(v):
+        return "∞" if v > 0 else "−∞"
+    if v == 0:
+        return "0"
+    if abs(v) >= 999.5:
+        return f"{v:,.0f}"
+    if abs(v) < 1e-4:
+        return f"{v:.1e}"
+    text = f"{v:.{max(0, 2 - math.floor(math.log10(abs(v))))}f}"
+    return "0" if float(text) == 0 else text
+
+
+def show_table(
+    frame: pd.DataFrame, number: int | str, caption: str, name: str | None = None, floatfmt: str | None = None
+) -> None:
+    """Display ``frame`` under the caption "Table N. …" (and the anchor ``table-N``), with a link to
+    download it as CSV (also saved as ``tables/<name>.csv``). Numbers are shown by
+    :func:`format_number` unless ``floatfmt`` (e.g. ``"{:.1f}"``) is given. Returns nothing."""
     from IPython.display import HTML, Markdown, display
 
     name = name or f"table{number}"
     out = pages_dir() / "tables" / f"{name}.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out)
+    display(HTML(f'<span id="{anchor_id("table", number)}"></span>'))
     display(Markdown(f"**Table {number}.** {caption}"))
-    styled = frame.to_html(float_format=lambda v: floatfmt.format(v), na_rep="—", classes="cascam-table", border=0)
+    fmt = format_number if floatfmt is None else (lambda v: floatfmt.format(v))
+    styled = frame.to_html(float_format=fmt, na_rep="—", classes="cascam-table", border=0)
     display(HTML(styled + "<p>" + _csv_link(frame, f"{name}.csv") + "</p>"))
-    return out
 
 
-def record_result(item: str, *, profile: str, ours: str, paper: str, claim: str, held: bool | None, page: str) -> None:
-    """Save one line of the landing page's reproduction-status table (``results/<item>.json``)."""
+def record_result(
+    item: str, *, profile: str, ours: str, paper: str, claim: str, verdict: Verdict, page: str, anchor: str | None = None
+) -> None:
+    """Save one line of the landing page's reproduction-status table (``results/<item>.json``).
+
+    ``verdict`` is the claim's :class:`~cascam.verdicts.Verdict` (held / contradicted / inconclusive /
+    not testable, from the paired 95 % interval of the difference); the record carries its word, its
+    evidence (difference, interval, number of images and of seeds) and that evidence as one line.
+    ``anchor`` is the figure's or table's label on ``page`` (the landing page links to it).
+    """
+    if not isinstance(verdict, Verdict):
+        raise TypeError(f"record_result: verdict must be a cascam.verdicts.Verdict; got {type(verdict).__name__}")
     d = pages_dir() / "results"
     d.mkdir(parents=True, exist_ok=True)
-    row = {"item": item, "profile": profile, "ours": ours, "paper": paper, "claim": claim, "held": held, "page": page}
-    (d / f"{item.replace(' ', '_')}.json").write_text(json.dumps(row, indent=2))
+    row = {"item": item, "profile": profile, "ours": ours, "paper": paper, "claim": claim, "page": page,
+           "anchor": anchor, **verdict.to_dict(), "evidence_text": verdict.text()}
+    (d / f"{item.replace(' ', '_')}.json").write_text(json.dumps(row, indent=2, default=float))
+
+
+RESULT_COLUMNS = ["item", "profile", "ours", "paper", "claim", "verdict", "evidence_text", "reason", "page", "anchor"]
 
 
 def load_results() -> pd.DataFrame:
-    """All recorded results, ordered Figure 1–8 then Table 5–13."""
+    """All recorded results, ordered Figure 1–8 then Table 5–13 (records of an older format, without a
+    verdict, are read as ``not testable``)."""
     d = pages_dir() / "results"
     rows = [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))] if d.exists() else []
-    frame = pd.DataFrame(rows, columns=["item", "profile", "ours", "paper", "claim", "held", "page"])
+    for row in rows:
+        if row.get("verdict") not in VERDICTS:
+            row.update(verdict="not testable", evidence_text="", reason="recorded by an older build without a verdict")
+    frame = pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
     def order(item: str) -> tuple[int, float]:
         kind, _, num = item.partition(" ")
@@ -130,6 +193,12 @@ def load_results() -> pd.DataFrame:
     if len(frame):
         frame = frame.iloc[sorted(range(len(frame)), key=lambda i: order(frame["item"].iloc[i]))]
     return frame.reset_index(drop=True)
+
+
+def verdict_summary(results: pd.DataFrame) -> str:
+    """"4 held, 1 contradicted, 6 inconclusive, 9 not testable" — the landing page's summary line."""
+    counts = results["verdict"].value_counts() if len(results) else pd.Series(dtype=int)
+    return ", ".join(f"{int(counts.get(w, 0))} {w}" for w in VERDICTS)
 
 
 def figure_to_png_bytes(fig) -> bytes:

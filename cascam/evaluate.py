@@ -196,15 +196,17 @@ DETECTION_RULE = (
 )
 
 
-def detection_table(maps: dict[str, torch.Tensor], parts: dict[str, torch.Tensor]) -> pd.DataFrame:
-    """Detection rate of each element (rows: methods, columns: parts) under :data:`DETECTION_RULE`.
+def detection_frame(maps: dict[str, torch.Tensor], parts: dict[str, torch.Tensor]) -> pd.DataFrame:
+    """Per image, whether each element is detected under :data:`DETECTION_RULE`: one row per
+    method × image (``method``, ``image`` = position in the batch), one 0/1 column per part; NaN
+    where the element is absent from the image (empty mask).
 
     Args:
         maps: method → ``(B, h, w)`` saliency.
         parts: element name → ``(B, H, W)`` bool mask (e.g. ``artifact1``, ``artifact2``, ``object1``,
-            ``object2``); images where an element is absent (empty mask) are left out of its rate.
+            ``object2``).
     """
-    rows = {}
+    frames = []
     for method, s in maps.items():
         any_mask = next(iter(parts.values()))
         size = tuple(any_mask.shape[-2:])
@@ -212,12 +214,18 @@ def detection_table(maps: dict[str, torch.Tensor], parts: dict[str, torch.Tensor
         k = topk_count(prepared.shape[1], 15.0)
         top = torch.zeros_like(prepared, dtype=torch.bool)
         top.scatter_(1, prepared.topk(k, dim=1).indices, True)
-        row = {}
+        cols = {}
         for name, mask in parts.items():
             m = mask.reshape(len(mask), -1).bool()
-            present = m.any(1)
             inside = (top & m).sum(1).float()
-            detected = (inside / k >= 0.10) | (inside / m.sum(1).clamp_min(1) >= 0.5)
-            row[name] = float(detected[present].float().mean()) if present.any() else float("nan")
-        rows[METHOD_LABELS.get(method, method)] = row
-    return pd.DataFrame(rows).T
+            detected = ((inside / k >= 0.10) | (inside / m.sum(1).clamp_min(1) >= 0.5)).float()
+            cols[name] = torch.where(m.any(1), detected, torch.tensor(float("nan"))).numpy()
+        frames.append(pd.DataFrame({"method": METHOD_LABELS.get(method, method), "image": np.arange(len(s)), **cols}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def detection_table(maps: dict[str, torch.Tensor], parts: dict[str, torch.Tensor]) -> pd.DataFrame:
+    """Detection rate of each element (rows: methods, columns: parts) under :data:`DETECTION_RULE`:
+    the mean of :func:`detection_frame` over the images where the element is present."""
+    frame = detection_frame(maps, parts)
+    return frame.drop(columns="image").groupby("method", sort=False).mean()

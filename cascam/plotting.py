@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-__all__ = ["to_numpy_image", "overlay", "save_overlays", "plot_panels", "plot_grid", "outline"]
+__all__ = ["to_numpy_image", "overlay", "save_overlays", "plot_panels", "plot_methods", "plot_stages", "plot_grid", "outline"]
 
 
 def to_numpy_image(image: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -134,4 +134,105 @@ def plot_grid(
             if c == 0:
                 ax.set_ylabel(row_labels[r], fontsize=8)
     fig.tight_layout(pad=0.2)
+    return fig
+
+
+def _unit(saliency, size: tuple[int, int]) -> np.ndarray:
+    """Min-max normalise a map to [0, 1] and resize it bilinearly to ``size`` (the metrics' order)."""
+    s = torch.as_tensor(saliency).detach().float().cpu()
+    lo, hi = s.min(), s.max()
+    s = (s - lo) / (hi - lo) if hi > lo else torch.zeros_like(s)
+    if tuple(s.shape) != tuple(size):
+        s = torch.nn.functional.interpolate(s[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
+    return s.clamp(0, 1).numpy()
+
+
+def plot_methods(
+    image: torch.Tensor,
+    maps: Mapping[str, torch.Tensor],
+    object_mask: torch.Tensor | None = None,
+    artifact_mask: torch.Tensor | None = None,
+    *,
+    ncols: int = 4,
+    cmap: str = "magma",
+    alpha: float = 0.6,
+    panel_size: float = 2.3,
+    suptitle: str | None = None,
+) -> plt.Figure:
+    """One image explained by every method, one panel per method (the paper's Figures 2–5 layout):
+    the input first (object outlined in green, label box in cyan), then each method's map over the
+    image, in a grid of ``ncols`` columns. Every map is min-max normalised to [0, 1] and drawn with
+    the same colour map on one shared scale, shown by one colour bar.
+
+    ``maps`` maps a method name to a ``(h, w)`` map (any scale; resized to the image).
+    """
+    img = to_numpy_image(image)
+    size = img.shape[:2]
+    n = 1 + len(maps)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols + 0.6, panel_size * nrows + 0.3), squeeze=False)
+    ax = axes.flat[0]
+    ax.imshow(img)
+    if object_mask is not None:
+        outline(ax, object_mask, "lime", 1.5)
+    if artifact_mask is not None:
+        outline(ax, artifact_mask, "cyan", 1.5)
+    ax.set_title("input", fontsize=12)
+    colours = matplotlib.colormaps[cmap]
+    for ax, (name, m) in zip(axes.flat[1:], maps.items(), strict=False):
+        ax.imshow(img)
+        ax.imshow(_unit(m, size), cmap=colours, vmin=0, vmax=1, alpha=alpha)
+        ax.set_title(name, fontsize=12)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=12)
+    fig.tight_layout(pad=0.3, rect=(0, 0, 0.93, 1))
+    bar = fig.add_axes((0.945, 0.15, 0.015, 0.7))
+    fig.colorbar(matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 1), cmap=colours), cax=bar)
+    bar.set_ylabel("saliency (min-max per map)", fontsize=10)
+    bar.tick_params(labelsize=9)
+    return fig
+
+
+def plot_stages(
+    image: torch.Tensor,
+    stages: Sequence[torch.Tensor],
+    combined: Mapping[str, torch.Tensor],
+    *,
+    cmap: str = "magma",
+    alpha: float = 0.6,
+    panel_size: float = 2.0,
+) -> plt.Figure:
+    """The paper's Figure 7 layout: top row, the thresholded map of each iteration k over the image;
+    bottom row, CasCAM for each setting in ``combined`` (e.g. ``{"λ = 0.1": map}``). Every map is
+    min-max normalised and drawn on one shared scale with one colour bar; titles sit above their own
+    panel, clear of the row above."""
+    img = to_numpy_image(image)
+    size = img.shape[:2]
+    n = max(len(stages), len(combined))
+    fig, axes = plt.subplots(2, n, figsize=(panel_size * n + 0.7, 2 * panel_size + 0.9), squeeze=False)
+    colours = matplotlib.colormaps[cmap]
+    rows = ([(f"k = {k + 1}", m) for k, m in enumerate(stages)], list(combined.items()))
+    for r, row in enumerate(rows):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= len(row):
+                ax.axis("off")
+                continue
+            name, m = row[c]
+            ax.imshow(img)
+            ax.imshow(_unit(m, size), cmap=colours, vmin=0, vmax=1, alpha=alpha)
+            ax.set_title(name, fontsize=11, pad=4)
+    axes[0, 0].set_ylabel("each iteration", fontsize=11)
+    axes[1, 0].set_ylabel("CasCAM", fontsize=11)
+    fig.tight_layout(pad=0.4, h_pad=1.2, rect=(0, 0, 0.93, 1))
+    bar = fig.add_axes((0.945, 0.15, 0.015, 0.7))
+    fig.colorbar(matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 1), cmap=colours), cax=bar)
+    bar.tick_params(labelsize=9)
     return fig

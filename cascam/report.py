@@ -11,7 +11,7 @@ import torch
 from .cascade import Cascade, run_cascade
 from .store import RunStore
 
-__all__ = ["headline", "benchmark_validity", "format_report"]
+__all__ = ["headline", "headline_scores", "benchmark_validity", "format_report"]
 
 
 def _valid(cascade: Cascade):
@@ -20,13 +20,10 @@ def _valid(cascade: Cascade):
     return data.images[idx], data.labels[idx], idx
 
 
-def headline(cascade: Cascade) -> pd.DataFrame:
-    """Pointing game and energy on the animal and on the box, plain CAM (model 1) vs CasCAM, validation images.
-
-    Returns one row per method with ``object_pointing``, ``object_energy``, ``artifact_pointing`` and
-    ``artifact_energy`` (means over images; pointing as a rate in [0, 1]). Columns whose mask the
-    data lacks are omitted.
-    """
+def headline_scores(cascade: Cascade) -> pd.DataFrame:
+    """Per-image pointing game and energy on the animal and on the box, plain CAM (model 1's map)
+    and CasCAM, on the validation images: one row per method × image (``method``, ``image``, then
+    the metrics of :func:`cascam.metrics.compute_all` the data's masks allow)."""
     from .metrics import compute_all
 
     images, labels, idx = _valid(cascade)
@@ -34,11 +31,22 @@ def headline(cascade: Cascade) -> pd.DataFrame:
     obj = data.object_masks[idx] if data.object_masks is not None else None
     art = data.artifact_masks[idx] if data.artifact_masks is not None else None
     combined, ths = cascade.explain(images, labels, return_stages=True)
-    rows = []
+    frames = []
     for name, maps in (("CAM", ths[0]), ("CasCAM", combined)):
         m = compute_all(maps, object_mask=obj, artifact_mask=art)
-        rows.append({"method": name, **{k: float(np.mean(v)) for k, v in m.items()}})
-    return pd.DataFrame(rows).set_index("method")
+        frames.append(pd.DataFrame({"method": name, "image": np.asarray(idx), **{k: np.asarray(v, dtype=float) for k, v in m.items()}}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def headline(cascade: Cascade) -> pd.DataFrame:
+    """Pointing game and energy on the animal and on the box, plain CAM (model 1) vs CasCAM, validation images.
+
+    Returns one row per method with ``object_pointing``, ``object_energy``, ``artifact_pointing`` and
+    ``artifact_energy`` (means over images; pointing as a rate in [0, 1]). Columns whose mask the
+    data lacks are omitted. :func:`headline_scores` gives the per-image values.
+    """
+    scores = headline_scores(cascade)
+    return scores.drop(columns="image").groupby("method", sort=False).mean()
 
 
 def benchmark_validity(cascade: Cascade, store: RunStore | None = None) -> dict:

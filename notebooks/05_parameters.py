@@ -60,6 +60,7 @@ lambdas = [0.5, 0.3, 0.1, 0.05, 0.0]
 
 # %%
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import torch
 from IPython.display import Markdown, display
@@ -67,7 +68,8 @@ from IPython.display import Markdown, display
 from cascam import run_cascade
 from cascam.bookkit import config_from_params, paper_values, record_result, show_figure, show_table, store
 from cascam.evaluate import ALL_METHODS, evaluate
-from cascam.plotting import overlay, to_numpy_image
+from cascam.plotting import plot_stages, to_numpy_image
+from cascam.verdicts import all_of, compare_in_frame, k_ladder, not_testable, rises_along
 
 base = config_from_params(**{k: v for k, v in globals().items() if not k.startswith("_")}, progress=False)
 base = base.replace(n_images=grid_n_images or base.n_images, K=grid_K)
@@ -122,9 +124,11 @@ display(Markdown(f"{len(runs)} cascades of up to {base.K} iterations on {base.n_
 
 # %%
 rows = []
+per_image = {}  # (θ, threshold label, K) → CasCAM's per-image scores (the same validation images in every run)
 for (t, th), casc in runs.items():
     for k in range(1, casc.K + 1):
         sc = evaluate(casc.truncated(k), ["cascam"], n_images=n_eval or None)
+        per_image[(t, label(th), k)] = sc
         row = {"theta": t, "threshold": label(th), "K": k}
         for col in ("average_precision", "iou", "pointing_game", "top15_energy", "artifact_energy", "artifact_pointing"):
             if col in sc.columns:
@@ -149,16 +153,17 @@ if has_objects:
     show_table(pd.concat({"this run": t6, "paper": paper6}, axis=1), 6,
                f"CasCAM with K = 1..{base.K} iterations (θ = {main_theta}, {main_th}, λ = {base.lam}); each K reads the "
                "first K models of one run. The paper's rows are K = 3, 5, 10.", name="table6")
-    ks = [k for k in (3, 5, 10) if k in t6.index]
+    ks = k_ladder(int(t6.index.max()))
     pg = t6["PointingGame"]
-    held = all(pg[a] < pg[b] for a, b in zip(ks, ks[1:])) if len(ks) > 1 else None
     best_k = int(pg.idxmax())
+    verdict = rises_along({f"K = {k}": per_image[(main_theta, main_th, k)] for k in ks}, [f"K = {k}" for k in ks],
+                          "pointing_game", label="pointing game")
     display(Markdown(f"Pointing game is highest at K = {best_k} here. Paper's claim (more iterations is better, "
-                     f"{PAPER['claims']['table6']}): **{'held' if held else ('not testable' if held is None else 'did not hold')}** "
-                     f"for K = {ks}."))
+                     f"{PAPER['claims']['table6']}), tested on the same images for K = {ks}: **{verdict.verdict}**. "
+                     f"Evidence: {verdict.text(scale=100, unit=' pp')}."))
     record_result("Table 6", profile=profile, ours=", ".join(f"K={k}: PG {pg[k]:.1f} %" for k in ks) + f"; best K={best_k}",
-                  paper="K=3: 65.02 %, K=5: 78.82 %, K=10: 89.24 %", claim=PAPER["claims"]["table6"], held=held,
-                  page="05_parameters")
+                  paper="K=3: 65.02 %, K=5: 78.82 %, K=10: 89.24 %", claim=PAPER["claims"]["table6"], verdict=verdict,
+                  page="05_parameters", anchor="table-6")
 
 # %% [markdown]
 # ## Table 7: masking strength θ
@@ -171,9 +176,11 @@ if has_objects:
     paper7 = pd.DataFrame(PAPER["table7"]["rows"], index=PAPER["table7"]["columns"]).T
     show_table(pd.concat({"this run": t7, "paper": paper7}, axis=1), 7,
                f"Masking strength θ (K = {base.K}, {main_th}); the paper's at K = 10.", name="table7")
-    held = bool(t7.loc[0.3, "PointingGame"] > t7.loc[0.1, "PointingGame"]) if {0.1, 0.3} <= set(t7.index) else None
+    verdict = rises_along({f"θ = {t:g}": per_image[(t, main_th, base.K)] for t in t7.index}, ["θ = 0.1", "θ = 0.3"],
+                          "pointing_game", label="pointing game")
     record_result("Table 7", profile=profile, ours=", ".join(f"θ={t}: PG {v:.1f} %" for t, v in t7["PointingGame"].items()),
-                  paper="θ=0.1: 81.33 %, θ=0.3: 89.24 %", claim=PAPER["claims"]["table7"], held=held, page="05_parameters")
+                  paper="θ=0.1: 81.33 %, θ=0.3: 89.24 %", claim=PAPER["claims"]["table7"], verdict=verdict,
+                  page="05_parameters", anchor="table-7")
 
 # %% [markdown]
 # ## Table 8: thresholding
@@ -187,11 +194,11 @@ if has_objects:
     show_table(pd.concat({"this run": t8, "paper": paper8}, axis=1), 8,
                f"Thresholding schemes (K = {base.K}, θ = {main_theta}); the paper's at K = 10 (EbayesThresh not in its table).",
                name="table8")
-    order = [s for s in ("Top-k 10 %", "Top-k 20 %", "none") if s in t8.index]
-    held = all(t8.loc[a, "PointingGame"] > t8.loc[b, "PointingGame"] for a, b in zip(order, order[1:])) if len(order) > 1 else None
+    verdict = rises_along({s: per_image[(main_theta, s, base.K)] for s in t8.index}, ["none", "Top-k 20 %", "Top-k 10 %"],
+                          "pointing_game", label="pointing game")
     record_result("Table 8", profile=profile, ours=", ".join(f"{s}: PG {t8.loc[s, 'PointingGame']:.1f} %" for s in t8.index),
-                  paper="Top-k 10: 89.24 %, Top-k 20: 78.48 %, none: 69.01 %", claim=PAPER["claims"]["table8"], held=held,
-                  page="05_parameters")
+                  paper="Top-k 10: 89.24 %, Top-k 20: 78.48 %, none: 69.01 %", claim=PAPER["claims"]["table8"], verdict=verdict,
+                  page="05_parameters", anchor="table-8")
 
 # %% [markdown]
 # ## The whole grid against the baselines
@@ -210,9 +217,15 @@ if has_objects:
     show_table(full, "6–8 grid", "Every configuration of the grid: CasCAM's mean metrics and whether it beats the best "
                "baseline on all four.", name="grid")
     share = float(beats[beats.index.get_level_values("K") == base.K].mean())
+    rival = base_means.idxmax()  # the strongest baseline per metric
+    verdict = all_of(
+        compare_in_frame(pd.concat([sc, baselines[baselines.method == rival[m]]]), "CasCAM", rival[m], m,
+                         label=f"{METRICS[m]} ({t}, {th})")
+        for (t, th, k), sc in per_image.items() if k == base.K for m in METRICS
+    )
     record_result("Grid", profile=profile, ours=f"CasCAM beats all baselines on all 4 metrics in {100 * share:.0f} % of "
-                  f"configurations at K = {base.K}", paper="23 of 23 configurations", claim=PAPER["claims"]["grid"],
-                  held=bool(share == 1.0), page="05_parameters")
+                  f"configurations at K = {base.K} (means)", paper="23 of 23 configurations", claim=PAPER["claims"]["grid"],
+                  verdict=verdict, page="05_parameters", anchor="table-6–8-grid")
 
 # %% [markdown]
 # ## Figure 6: progressively masked inputs
@@ -237,8 +250,8 @@ fig.tight_layout(pad=0.2)
 show_figure(fig, 6, "Progressively masked inputs of one validation image: rows are iterations, columns θ × threshold.",
             name="figure6")
 record_result("Figure 6", profile=profile, ours=f"{len(cols)} columns × {base.K} iterations", paper="θ ∈ {0.1, 0.3} × "
-              "{Top-k 10, Top-k 20, EbayesThresh}, 10 iterations", claim="larger θ masks more completely", held=None,
-              page="05_parameters")
+              "{Top-k 10, Top-k 20, EbayesThresh}, 10 iterations", claim="larger θ masks more completely",
+              verdict=not_testable("qualitative figure"), page="05_parameters", anchor="figure-6")
 
 # %% [markdown]
 # ## Figure 7: per-iteration maps and the effect of λ
@@ -247,23 +260,12 @@ record_result("Figure 6", profile=profile, ours=f"{len(cols)} columns × {base.K
 casc = runs.get((main_theta, "topk:10"), casc0)
 x, y = d.images[i : i + 1], d.labels[i : i + 1]
 stages = casc.stage_maps(x, y)
-combos = [casc.explain(x, y, lam=float(lmb)) for lmb in lambdas]
-n = max(len(stages), len(combos))
-fig, axes = plt.subplots(2, n, figsize=(1.3 * n, 2.8), squeeze=False)
-for k in range(n):
-    for r in range(2):
-        axes[r, k].axis("off")
-    if k < len(stages):
-        axes[0, k].imshow(overlay(x[0], stages[k][0]))
-        axes[0, k].set_title(f"k = {k + 1}", fontsize=8)
-    if k < len(combos):
-        axes[1, k].imshow(overlay(x[0], combos[k][0]))
-        axes[1, k].set_title(f"λ = {lambdas[k]}", fontsize=8)
-fig.tight_layout(pad=0.2)
+combos = {f"λ = {lmb}": casc.explain(x, y, lam=float(lmb))[0] for lmb in lambdas}
+fig = plot_stages(x[0], [s[0] for s in stages], combos)
 show_figure(fig, 7, "Top: the thresholded map of each iteration. Bottom: CasCAM for several λ (large λ keeps the "
             "first maps, λ = 0 weighs all iterations equally).", name="figure7")
 if has_objects:
-    lam_rows = []
+    lam_rows, lam_frames = [], {}
     vi = torch.as_tensor(casc.valid_index[: n_eval or None])
     from cascam.metrics import compute_all
 
@@ -271,11 +273,16 @@ if has_objects:
         s = casc.explain(d.images[vi], d.labels[vi], lam=float(lmb))
         m = compute_all(s, object_mask=d.object_masks[vi], artifact_mask=d.artifact_masks[vi] if d.artifact_masks is not None else None)
         lam_rows.append({"lambda": lmb, **{k: float(v.mean()) for k, v in m.items() if k in METRICS or k.startswith("artifact")}})
+        lam_frames[f"λ = {float(lmb):g}"] = pd.DataFrame({"image": vi.numpy(), "pointing_game": np.asarray(m["pointing_game"], float)})
     lam_table = pd.DataFrame(lam_rows).set_index("lambda")
     show_table(lam_table, "7b", "The effect of λ on CasCAM's metrics (same models, no retraining).", name="lambda")
+    best = "λ = 0.1"
+    verdict = (all_of(rises_along({other: lam_frames[other], best: lam_frames[best]}, [other, best], "pointing_game",
+                                  label="pointing game") for other in lam_frames if other != best)
+               if best in lam_frames else not_testable("λ = 0.1 is not among this build's λ values"))
     record_result("Figure 7", profile=profile, ours="best λ by pointing game: " + str(lam_table["pointing_game"].idxmax()),
-                  paper="λ = 0.1 in the best configuration", claim="a small positive λ works best", held=None,
-                  page="05_parameters")
+                  paper="λ = 0.1 in the best configuration", claim="a small positive λ (0.1) works best", verdict=verdict,
+                  page="05_parameters", anchor="figure-7")
 
 # %% [markdown]
 # ## Leakage diagnostic: do the masks become a new shortcut?

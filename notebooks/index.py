@@ -34,7 +34,7 @@ profile = "default"
 # %% tags=["remove-input"]
 from IPython.display import HTML, Markdown, display
 
-from cascam.bookkit import load_results
+from cascam.bookkit import load_results, verdict_summary
 
 results = load_results()
 
@@ -42,15 +42,21 @@ results = load_results()
 # ## Reproduction status
 #
 # One line per figure and table: the profile it was run with, the headline number(s) of this build
-# against the paper's, and whether the paper's claim held here.
+# against the paper's, and the verdict on the paper's claim. A verdict comes from one rule: the 95 %
+# interval of the paired difference (the same images measured both ways; across seeds where a page
+# runs several) lies on the claimed side of zero (**held**), on the other side (**contradicted**), or
+# contains zero (**inconclusive**); a claim the data cannot measure is **not testable**. The evidence
+# column gives the difference, its interval and the number of images and seeds.
 
 # %% tags=["remove-input"]
 if len(results):
-    shown = results.assign(
-        held=results["held"].map({True: "yes", False: "no", None: "n/a"}).fillna("n/a"),
-        item=[f'<a href="{p}.html">{i}</a>' for i, p in zip(results["item"], results["page"])],
-    )[["item", "profile", "ours", "paper", "claim", "held"]]
-    shown.columns = ["figure / table", "profile", "this build", "paper", "paper's claim", "held here?"]
+    display(Markdown(f"**Summary of this build:** {verdict_summary(results)}."))
+    links = [f'<a href="{p}.html' + (f'#{a}' if isinstance(a, str) and a else "") + f'">{i}</a>'
+             for i, p, a in zip(results["item"], results["page"], results["anchor"])]
+    evidence = [e if isinstance(e, str) and e else (r if isinstance(r, str) else "")
+                for e, r in zip(results["evidence_text"], results["reason"])]
+    shown = results.assign(item=links, evidence=evidence)[["item", "profile", "ours", "paper", "claim", "verdict", "evidence"]]
+    shown.columns = ["figure / table", "profile", "this build", "paper", "paper's claim", "verdict", "evidence"]
     display(Markdown("**Table 0.** Reproduction status of this build."))
     display(HTML(shown.to_html(index=False, escape=False, border=0)))
 else:

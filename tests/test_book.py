@@ -80,6 +80,50 @@ def test_landing_page_has_the_reproduction_status_table(site):
     assert "This page was run with" in index
 
 
+def test_landing_page_gives_verdicts_with_evidence_and_links_to_anchors(site):
+    from cascam.verdicts import VERDICTS
+
+    index = (site / "index.html").read_text()
+    summary = re.search(r"Summary of this build:</strong>\s*(.*?)\.", index)
+    assert summary, "no summary line"
+    counts = dict((w, int(n)) for n, w in re.findall(r"(\d+) (held|contradicted|inconclusive|not testable)", summary.group(1)))
+    assert set(counts) == set(VERDICTS)
+    rows = re.findall(r"<tr>\s*<td>(.*?)</td>(.*?)</tr>", index, re.S)
+    rows = [r for r in rows if "href=" in r[0]]
+    assert sum(counts.values()) == len(rows) > 0
+    for link, rest in rows:
+        assert any(f"<td>{w}</td>" in rest for w in VERDICTS), f"no verdict word in {link}"
+    # every link with an anchor points at an id that exists on its page
+    for page, anchor in re.findall(r'href="([0-9a-z_]+\.html)#([^"]+)"', index):
+        assert f'id="{anchor}"' in (site / page).read_text(), f"{page}#{anchor} does not exist"
+    for n in range(1, 9):
+        assert re.search(rf'href="[0-9a-z_]+\.html#figure-{n}"', index), f"no link to Figure {n}"
+    for n in (5, 6, 7, 8, 9, 10, 11, 12, 13):
+        assert re.search(rf'href="[0-9a-z_]+\.html#table-{n}"', index), f"no link to Table {n}"
+
+
+@pytest.mark.parametrize("needle", ["PosixPath(", "tensor(", "array(", "<Figure size", "dict_keys("])
+def test_no_raw_python_output_on_any_page(site, needle):
+    import html as html_lib
+
+    for page in sorted(site.glob("*.html")):
+        text = html_lib.unescape(re.sub(r"<[^>]+>", "", page.read_text(errors="replace")))
+        # code cells may mention these names; their outputs may not
+        outputs = re.findall(r'<div class="cell_output[^"]*">(.*?)</div>\s*</div>\s*</div>', page.read_text(errors="replace"), re.S)
+        shown = html_lib.unescape(re.sub(r"<[^>]+>", "", "".join(outputs)))
+        assert needle not in shown, f"{page.name} shows raw Python output ({needle!r})"
+        assert text  # the page was read
+
+
+def test_no_page_loads_a_script_from_another_host(site):
+    for page in sorted(site.glob("*.html")):
+        srcs = re.findall(r'<script[^>]+src="([^"]+)"', page.read_text(errors="replace"))
+        remote = [s for s in srcs if re.match(r"(https?:)?//", s)]
+        assert not remote, f"{page.name} loads {remote}"
+    assert (site / "_static" / "mathjax" / "tex-chtml.js").is_file()
+    assert "_static/mathjax/tex-chtml.js" in (site / "05_parameters.html").read_text()
+
+
 def test_parameters_cell_is_hidden_but_values_are_shown(site):
     page = (site / "04_table5.html").read_text()
     assert "This page was run with" in page

@@ -394,3 +394,24 @@ def test_empty_batch():
 def test_module_exports_resolve():
     for name in metrics.__all__:
         assert hasattr(metrics, name), name
+
+
+def test_detection_frame_marks_each_image_and_leaves_absent_elements_out():
+    from cascam.evaluate import detection_frame, detection_table
+
+    size = 20
+    part_a = torch.zeros(2, size, size, dtype=torch.bool)
+    part_a[:, 0:6, 0:10] = True  # 60 px = the top 15 % of 400
+    part_b = torch.zeros(2, size, size, dtype=torch.bool)
+    part_b[:, 14:20, 10:20] = True
+    part_b[1] = False  # absent from image 1
+    on_a = part_a.float()  # the map covers exactly part a
+    on_b = torch.zeros(2, size, size)
+    on_b[:, 14:20, 10:20] = 1.0
+    frame = detection_frame({"cam": on_a, "fullgrad": on_b}, {"a": part_a, "b": part_b})
+    cam = frame[frame.method == "CAM"].set_index("image")
+    fg = frame[frame.method == "FullGrad"].set_index("image")
+    assert cam["a"].tolist() == [1.0, 1.0] and cam["b"].iloc[0] == 0.0 and np.isnan(cam["b"].iloc[1])
+    assert fg["a"].tolist() == [0.0, 0.0] and fg["b"].iloc[0] == 1.0 and np.isnan(fg["b"].iloc[1])
+    table = detection_table({"cam": on_a, "fullgrad": on_b}, {"a": part_a, "b": part_b})
+    assert table.loc["CAM", "a"] == 1.0 and table.loc["FullGrad", "b"] == 1.0 and table.loc["CAM", "b"] == 0.0

@@ -1,0 +1,40 @@
+"""What the pages show: numbers formatted for people, and status records that carry a verdict."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cascam.bookkit import format_number, load_results, record_result, verdict_summary
+from cascam.verdicts import not_testable, paired_verdict
+
+
+@pytest.mark.parametrize(
+    "value,text",
+    [(0.24512, "0.245"), (16.0, "16.0"), (3954.2349, "3,954"), (-0.0, "0"), (-0.00001, "-1.0e-05"),
+     (float("nan"), "—"), (0.001234, "0.00123"), (999.7, "1,000"), (12.345, "12.3"), (-0.5, "-0.500"), ("CasCAM", "CasCAM")],
+)
+def test_format_number(value, text):
+    assert format_number(value) == text
+
+
+def test_a_status_record_carries_the_verdict_and_its_evidence(tmp_path, monkeypatch):
+    (tmp_path / "_config.yml").write_text("title: test\n")
+    monkeypatch.setenv("CASCAM_BOOK_ROOT", str(tmp_path))
+    b = np.zeros(30)
+    held = paired_verdict(b + 0.2, b, metric="pointing game", compared="CasCAM − CAM")
+    record_result("Table 5", profile="smoke", ours="x", paper="y", claim="z", verdict=held, page="04_table5", anchor="table-5")
+    record_result("Figure 1", profile="smoke", ours="x", paper="y", claim="z", verdict=not_testable("one image"),
+                  page="01_method", anchor="figure-1")
+    (stored,) = [json.loads(p.read_text()) for p in tmp_path.rglob("Table_5.json")]
+    assert stored["verdict"] == "held" and stored["anchor"] == "table-5"
+    ev = stored["evidence"][0]
+    assert (ev["difference"], ev["n_images"], ev["n_seeds"]) == (pytest.approx(0.2), 30, 1)
+    results = load_results()
+    assert results["item"].tolist() == ["Figure 1", "Table 5"]
+    assert results.set_index("item").loc["Figure 1", "reason"] == "one image"
+    assert verdict_summary(results) == "1 held, 0 contradicted, 0 inconclusive, 1 not testable"
+    with pytest.raises(TypeError, match="verdict must be"):
+        record_result("Table 6", profile="smoke", ours="x", paper="y", claim="z", verdict=True, page="05_parameters")
