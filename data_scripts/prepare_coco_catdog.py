@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from cascam.data.download import download_and_verify, safe_extract
-from cascam.data.oxford import ArtifactFolderWriter
+from cascam.data.folder import ArtifactFolderWriter
 
 __all__ = ["CAT_ID", "DOG_ID", "COCO_URLS", "main", "parse_args", "select_cat_dog_images", "class_mask"]
 

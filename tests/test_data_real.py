@@ -21,7 +21,8 @@ from PIL import Image
 
 from cascam.data.artifacts import BOX_FRACTION, artifact_rng, draw_label_tile, insert_label_box
 from cascam.data.download import download_and_verify, safe_extract
-from cascam.data.oxford import load_artifact_folder, load_oxford_pets, stratified_indices
+from cascam.data.folder import load_artifact_folder, stratified_indices
+from cascam.data.oxford import load_oxford_pets
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_FOLDER = Path(os.environ.get("CASCAM_ARTIFACT_FOLDER", "/work/shared/data/oxford-pets-artifact"))
@@ -507,6 +508,17 @@ def _write_artifact_folder(root: Path, n_cats: int = 2, n_dogs: int = 6, side: i
     table.to_csv(root / "artifacts.csv", index=False)
     return table
 
+
+
+def test_folder_format_names_keep_their_old_import_paths():
+    import cascam.data
+    import cascam.data.folder as folder
+    import cascam.data.oxford as oxford
+
+    for name in ("ArtifactFolderWriter", "load_artifact_folder", "label_from_name", "stratified_indices"):
+        assert getattr(oxford, name) is getattr(folder, name)
+    assert cascam.data.load_artifact_folder is folder.load_artifact_folder
+    assert cascam.data.ArtifactFolderWriter is folder.ArtifactFolderWriter
 
 def test_load_artifact_folder_reads_the_shared_format(tmp_path):
     table = _write_artifact_folder(tmp_path / "f")
