@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cascade import Cascade
-from .masking import fit_masks
+from .masking import attenuation, fit_masks
 
 __all__ = [
     "PROBE_EPOCHS",
@@ -87,7 +87,7 @@ def attenuation_maps(cascade: Cascade, *, size: int = PROBE_SIZE, batch_size: in
         total = torch.zeros(stop - start, 1, h, w)
         for j, m in enumerate(ths):
             total += fit_masks(m.float().cpu(), (h, w), cascade.config.mask_dilate).unsqueeze(1)
-            a = torch.exp(-theta * total)
+            a = attenuation(total, theta)
             out[start:stop, j] = F.adaptive_avg_pool2d(a, (s, s))[:, 0] if (h, w) != (s, s) else a[:, 0]
     return out
 
