@@ -91,7 +91,7 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
 
 @dataclass(frozen=True)
 class CascadeConfig:
-    """Everything that determines a CasCAM run (PAPER-MAP §1).
+    """Everything that determines a CasCAM run (docs/method.md, § The cascade).
 
     Data
         data: ``synthetic`` (built-in, default), ``folder`` (a folder of with-artifact images plus
