@@ -25,7 +25,6 @@ from cascam.data.folder import load_artifact_folder, stratified_indices
 from cascam.data.oxford import load_oxford_pets
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_FOLDER = Path(os.environ.get("CASCAM_ARTIFACT_FOLDER", "/work/shared/data/oxford-pets-artifact"))
 
 
 def load_script(name: str):
@@ -640,12 +639,12 @@ def test_load_artifact_folder_needs_same_size_without_size(tmp_path):
     assert load_artifact_folder(tmp_path / "f", size=32).images.shape == (8, 3, 32, 32)
 
 
-@pytest.mark.skipif(
-    not (SHARED_FOLDER / "artifacts.csv").is_file(), reason=f"shared data folder {SHARED_FOLDER} absent"
-)
+@pytest.mark.shared_data
 def test_shared_folder_boxes_match_pixels():
-    data = load_artifact_folder(SHARED_FOLDER, limit=20, seed=0)
-    table = pd.read_csv(SHARED_FOLDER / "artifacts.csv").set_index("image")
+    """The published 224 px folder named by $CASCAM_ARTIFACT_FOLDER: boxes, labels and box colours agree."""
+    folder = Path(os.environ["CASCAM_ARTIFACT_FOLDER"])
+    data = load_artifact_folder(folder, limit=20, seed=0)
+    table = pd.read_csv(folder / "artifacts.csv").set_index("image")
     assert (
         len(data) == 20
         and data.images.shape[1:] == (3, 224, 224)

@@ -1,8 +1,8 @@
 """The paper's shortcut artifact: a "Cat"/"Dog" text-label box, drawn and pasted on a photo.
 
 Cats get a white box with a 1-px black outline and the black word "Cat"; dogs a black box with
-the white word "Dog", so the box colour alone predicts the class (as in the authors' published
-Oxford-IIIT Pet images). Every label box of the package is drawn here, the synthetic benchmark's too
+the white word "Dog", so the box colour alone predicts the class (as in the paper's Oxford-IIIT Pet
+images). Every label box of the package is drawn here, the synthetic benchmark's too
 (in its own :class:`LabelStyle`).
 """
 

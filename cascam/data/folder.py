@@ -1,7 +1,8 @@
 """Folders of photos with label boxes: the ``artifacts.csv`` format, read and written.
 
-The format of the authors' published Oxford-IIIT Pet and MS-COCO images with artifacts, also written
-by ``data_scripts/prepare_*.py`` (through :class:`ArtifactFolderWriter`).
+A folder holds the photos, optionally their clean originals and trimaps, and ``artifacts.csv`` with each
+photo's class and box; ``data_scripts/prepare_*.py`` write such folders from Oxford-IIIT Pet and MS-COCO
+through :class:`ArtifactFolderWriter`.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ def load_artifact_folder(
       that column is absent.
     - ``artifact_masks`` are the boxes. When one of the ``bbox<N>`` sets matches the loaded size it
       is used as is; otherwise the largest ``N`` is scaled and rounded outward (floor the minimum,
-      ceil the maximum), as the published 224 px images' boxes were made from their 512 px ones.
+      ceil the maximum), so a box given at 512 px still covers its pixels at 224 px.
     - ``clean_images`` are filled only when every loaded row has ``has_original = 1``; otherwise
       they are None and ``meta["with_original"]`` lists the names that do have one
       (``only_with_original=True`` keeps just those rows).

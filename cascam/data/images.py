@@ -18,7 +18,7 @@ __all__ = ["RESAMPLE", "fit_photo", "read_image", "read_images", "map_in_threads
 
 
 #: The one resampling filter for every image that enters a model (training data, evaluation and
-#: ``cascam explain``): Lanczos, like the authors' published Oxford-IIIT Pet images.
+#: ``cascam explain``): Lanczos.
 RESAMPLE = Image.Resampling.LANCZOS
 
 
