@@ -1,4 +1,4 @@
-"""One prepared GPU check: CPU/CUDA agreement of a small cascade, then images/s for training and for
+"""A GPU check in one command: CPU/CUDA agreement of a small cascade, then images/s for training and for
 CAM and CasCAM inference on the GPU, next to the paper's 0.025 s per image (A100, batch 1).
 
 One command of a few minutes on a CUDA machine; needs only the package's core dependencies (no

@@ -1,4 +1,5 @@
-"""The counterfactual step and the combination of maps: x^(k+1) = MinMax(fill(x^(k), M_k)), CasCAM = Norm(Σ ω_k S_k).
+"""The cascade's arithmetic on maps: the counterfactual step x^(k+1) = MinMax(fill(x^(k), M_k)) and the
+combination CasCAM = Norm(Σ ω_k S_k), with the names of the fills and combinations they accept.
 
 All functions work on batches of tensors on the model's device; nothing is re-encoded to an image file.
 """
