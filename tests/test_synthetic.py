@@ -97,7 +97,7 @@ def test_label_box_is_the_package_label_tile(data):
     from cascam.data.synthetic import _LABEL_STYLE
 
     side = data.meta["box_side_px"]
-    tiles = [torch.from_numpy(np.asarray(draw_label_tile(label, side, _LABEL_STYLE))).permute(2, 0, 1) for label in (0, 1)]
+    tiles = [torch.from_numpy(np.array(draw_label_tile(label, side, _LABEL_STYLE))).permute(2, 0, 1) for label in (0, 1)]
     for i in range(len(data)):
         ys, xs = torch.nonzero(data.parts["artifact1"][i], as_tuple=True)
         box = data.images[i, :, ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
