@@ -1,8 +1,9 @@
-"""One prepared GPU check: CPU/CUDA agreement of a small cascade, then images/s for training and for
+"""A GPU check in one command: CPU/CUDA agreement of a small cascade, then images/s for training and for
 CAM and CasCAM inference on the GPU, next to the paper's 0.025 s per image (A100, batch 1).
 
-Meant for a short loan of a GPU machine (one command, a few minutes); also runs on a CPU with
-``--device cpu`` to check the script itself. Prints one table; writes it as JSON with ``--out``.
+One command of a few minutes on a CUDA machine; needs only the package's core dependencies (no
+grad-cam). Also runs on a CPU with ``--device cpu --quick`` to check the script itself. Prints one
+table; writes it as JSON with ``--out``.
 
     PYTHONPATH=. python benchmarks/gpu_check.py [--device cuda] [--out result.json] [--quick]
 """

@@ -6,26 +6,79 @@ Every user error (bad parameter, missing file) prints one line and exits with st
 from __future__ import annotations
 
 import argparse
+import inspect
+import re
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 from .config import CascadeConfig, ConfigError
+from .data.synthetic import SYNTHETIC_VARIANTS
 
 __all__ = ["main"]
 
-_CONFIG_HELP = """\
-Configuration parameters (YAML file and/or --set key=value; see cascam.config.CascadeConfig):
-  data=synthetic|folder|oxford  data_path=DIR  variant=single|multi_artifact|multi_object
-  n_images=2400  image_size=64  valid_fraction=0.1667  artifact=true
-  K=5  theta=0.3  threshold=none|topk|ebayes  topk=10  lam=0.1
-  ebayes_prior=laplace|cauchy  ebayes_a=0.5|null  ebayes_threshrule=median|mean|soft|hard
-  explainer=cam|gradcam|gradcam++|scorecam|xgradcam|layercam|hirescam|fullgrad|eigengradcam|ablationcam
-            (or a list of K names, one per iteration: explainer=[cam,gradcam,cam])
-  combine=paper|code  explain_on=original|masked  fill=multiply|mean|blur|inpaint
-  arch=small_cnn|resnet18|resnet34|resnet50|efficientnet_lite0  pretrained=false
-  epochs=15  min_epochs=5  patience=3  batch_size=64  lr=0.002  weight_decay=0  seed=0
-  device=auto|cpu|cuda|mps
-"""
+def _value_text(value) -> str:
+    """A default as it is written in YAML or after --set: null, true, 0.002, [cam,gradcam]."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple | list):
+        return "[" + ",".join(map(str, value)) + "]"
+    return str(value)
+
+
+def _allowed_values(name: str) -> str | None:
+    """The names a choice parameter accepts, as CascadeConfig's validator lists them (None for others)."""
+    try:
+        CascadeConfig(**{name: "?"})
+    except ConfigError as exc:
+        found = re.search(r"choose one of (.+)$", str(exc))
+        return found.group(1).replace(", ", "|") if found else None
+    return None
+
+
+def _wrap(items: list[str], indent: str = "  ", width: int = 100) -> list[str]:
+    lines, line = [], ""
+    for item in items:
+        if line and len(indent + line + "  " + item) > width:
+            lines.append(indent + line)
+            line = ""
+        line = f"{line}  {item}" if line else item
+    return [*lines, indent + line] if line else lines
+
+
+def config_help() -> str:
+    """The parameters' help of ``cascam run``, generated from :class:`~cascam.config.CascadeConfig`:
+    every field with its default (and the values a choice accepts, as the validator lists them),
+    under the heading of the class's documentation that names it, followed by that documentation.
+    Nothing is written twice, so the help cannot drift from the code."""
+    doc = inspect.cleandoc(CascadeConfig.__doc__ or "").split("\n")
+    sections: list[tuple[str, list[str]]] = []
+    for line in doc[doc.index("") + 1 :] if "" in doc else []:
+        if line and not line[0].isspace():
+            sections.append((line, []))
+        elif sections:
+            sections[-1][1].append(line)
+    defaults = CascadeConfig()
+    placed: set[str] = set()
+    out = ["Configuration parameters (a YAML file of name: value and/or --set name=value), the fields of",
+           "cascam.config.CascadeConfig with their defaults:"]
+    for heading, body in [*sections, ("Other", [])]:
+        text = "\n".join(body)
+        names = [f.name for f in fields(CascadeConfig)
+                 if f.name not in placed and (heading == "Other" or re.search(rf"\b{f.name}\b", text))]
+        if not names:
+            continue
+        placed.update(names)
+        items = []
+        for name in names:
+            allowed = _allowed_values(name)
+            items.append(f"{name}={_value_text(getattr(defaults, name))}" + (f" ({allowed})" if allowed else ""))
+        out += ["", heading, *_wrap(items), *body]
+    return "\n".join(out) + "\n"
 
 
 def _config_from_args(args) -> CascadeConfig:
@@ -160,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the K models of a cascade, or load them when the run store already holds them; "
         "a killed run resumes at the first unfinished iteration. Prints per-iteration accuracies, pointing "
         "rates on the object and on the artifact for CAM vs CasCAM, and (synthetic data) the benchmark's validity.",
-        epilog=_CONFIG_HELP,
+        epilog=config_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     r.add_argument("config", nargs="?", help="YAML file of parameters (optional; defaults otherwise)")
@@ -182,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--n", type=int, default=64, help="number of images (default 64)")
     s.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
-    s.add_argument("--variant", default="single", choices=["single", "multi_artifact", "multi_object"])
+    s.add_argument("--variant", default="single", choices=SYNTHETIC_VARIANTS)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--no-artifact", action="store_true", help="draw no label box (the box-free control)")
     s.set_defaults(func=_cmd_data_synthetic)

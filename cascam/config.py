@@ -17,6 +17,9 @@ from typing import Any
 
 import yaml
 
+from .data.synthetic import SYNTHETIC_VARIANTS as VARIANTS
+from .masking import COMBINES, FILLS
+
 __all__ = [
     "CascadeConfig",
     "ConfigError",
@@ -30,10 +33,7 @@ __all__ = [
 
 ARCHITECTURES = ("small_cnn", "resnet18", "resnet34", "resnet50", "efficientnet_lite0")
 THRESHOLDS = ("none", "topk", "ebayes")
-FILLS = ("multiply", "mean", "blur", "inpaint")
 DATA_SOURCES = ("synthetic", "folder", "oxford")
-VARIANTS = ("single", "multi_artifact", "multi_object")
-COMBINES = ("paper", "code")
 EXPLAIN_ON = ("original", "masked")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 #: Fields that say where/how a run executes, not what it computes; they do not enter the hash.
@@ -91,7 +91,7 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
 
 @dataclass(frozen=True)
 class CascadeConfig:
-    """Everything that determines a CasCAM run (PAPER-MAP §1).
+    """Everything that determines a CasCAM run (docs/method.md, § The cascade).
 
     Data
         data: ``synthetic`` (built-in, default), ``folder`` (a folder of with-artifact images plus

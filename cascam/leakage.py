@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cascade import Cascade
-from .masking import fit_masks
+from .masking import attenuation, fit_masks
 
 __all__ = [
     "PROBE_EPOCHS",
@@ -87,7 +87,7 @@ def attenuation_maps(cascade: Cascade, *, size: int = PROBE_SIZE, batch_size: in
         total = torch.zeros(stop - start, 1, h, w)
         for j, m in enumerate(ths):
             total += fit_masks(m.float().cpu(), (h, w), cascade.config.mask_dilate).unsqueeze(1)
-            a = torch.exp(-theta * total)
+            a = attenuation(total, theta)
             out[start:stop, j] = F.adaptive_avg_pool2d(a, (s, s))[:, 0] if (h, w) != (s, s) else a[:, 0]
     return out
 
@@ -142,6 +142,19 @@ def train_probe(
     return float((pred == y[va]).float().mean())
 
 
+def _probe_on_split(cascade: Cascade, maps: torch.Tensor, *, epochs: int, seed: int) -> float:
+    """:func:`train_probe` on ``maps`` ``(N, S, S)`` with the cascade's labels, split and device."""
+    return train_probe(
+        maps,
+        cascade.data.labels,
+        cascade.train_index,
+        cascade.valid_index,
+        epochs=epochs,
+        seed=seed,
+        device=cascade.device,
+    )
+
+
 def _chance(cascade: Cascade) -> float:
     """The best constant guess on the validation split: the share of its most frequent class."""
     y = cascade.data.labels[torch.as_tensor(cascade.valid_index)]
@@ -168,15 +181,7 @@ def mask_probe_accuracy(
     if k == 1:
         return _chance(cascade)
     maps = attenuation_maps(cascade.truncated(k - 1), size=size)[:, k - 2]
-    return train_probe(
-        maps,
-        cascade.data.labels,
-        cascade.train_index,
-        cascade.valid_index,
-        epochs=epochs,
-        seed=seed,
-        device=cascade.device,
-    )
+    return _probe_on_split(cascade, maps, epochs=epochs, seed=seed)
 
 
 def _stats_rows(cascade: Cascade) -> pd.DataFrame:
@@ -228,15 +233,7 @@ def leakage_table(
             if k == 1:
                 known[k] = chance
                 continue
-            known[k] = train_probe(
-                maps[:, k - 2],
-                cascade.data.labels,
-                cascade.train_index,
-                cascade.valid_index,
-                epochs=epochs,
-                seed=seed,
-                device=cascade.device,
-            )
+            known[k] = _probe_on_split(cascade, maps[:, k - 2], epochs=epochs, seed=seed)
     table["mask_probe_accuracy"] = [known[k] for k in table["iteration"]]
     if missing:
         rows = table.assign(**setting)

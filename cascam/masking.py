@@ -1,4 +1,5 @@
-"""The counterfactual step and the combination of maps: x^(k+1) = MinMax(fill(x^(k), M_k)), CasCAM = Norm(Σ ω_k S_k).
+"""The cascade's arithmetic on maps: the counterfactual step x^(k+1) = MinMax(fill(x^(k), M_k)) and the
+combination CasCAM = Norm(Σ ω_k S_k), with the names of the fills and combinations they accept.
 
 All functions work on batches of tensors on the model's device; nothing is re-encoded to an image file.
 """
@@ -12,6 +13,9 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "FILLS",
+    "COMBINES",
+    "attenuation",
     "minmax_images",
     "normalize_maps",
     "mask_images",
@@ -47,8 +51,13 @@ def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
     return minmax_images(maps.unsqueeze(1)).squeeze(1)
 
 
+def attenuation(masks: torch.Tensor, theta: float) -> torch.Tensor:
+    """exp(−θ · M), elementwise, any shape: the share of each pixel that every fill keeps (1 = untouched)."""
+    return torch.exp(-theta * masks)
+
+
 def _attenuation(masks: torch.Tensor, theta: float) -> torch.Tensor:
-    return torch.exp(-theta * masks).unsqueeze(1)  # (B, 1, H, W), broadcast over channels
+    return attenuation(masks, theta).unsqueeze(1)  # (B, 1, H, W), broadcast over channels
 
 
 def fill_multiply(x: torch.Tensor, masks: torch.Tensor, theta: float) -> torch.Tensor:
@@ -93,6 +102,10 @@ def fill_inpaint(x: torch.Tensor, masks: torch.Tensor, theta: float, radius: int
 
 
 _FILLS = {"multiply": fill_multiply, "mean": fill_mean, "blur": fill_blur, "inpaint": fill_inpaint}
+#: The names :func:`mask_images` takes as ``fill`` (``multiply`` is the paper's).
+FILLS: tuple[str, ...] = tuple(_FILLS)
+#: The names :func:`combine_maps` takes as ``variant`` (``paper`` normalises each stage, ``code`` does not).
+COMBINES: tuple[str, ...] = ("paper", "code")
 
 
 def fit_masks(masks: torch.Tensor, size: tuple[int, int], dilate: float = 0.0) -> torch.Tensor:
@@ -131,7 +144,7 @@ def mask_images(
         ``(B, 3, H, W)`` in [0, 1].
     """
     if fill not in _FILLS:
-        raise ValueError(f"fill: unknown strategy {fill!r}; choose one of {', '.join(_FILLS)}")
+        raise ValueError(f"fill: unknown strategy {fill!r}; choose one of {', '.join(FILLS)}")
     masks = fit_masks(masks, tuple(x.shape[-2:]), dilate)
     return minmax_images(_FILLS[fill](x, masks.to(x.dtype), theta))
 
@@ -152,8 +165,8 @@ def combine_maps(thresholded: list[torch.Tensor] | torch.Tensor, lam: float, var
     maps = torch.stack(list(thresholded)) if isinstance(thresholded, list) else thresholded  # (K, B, H, W)
     K = maps.shape[0]
     w = combination_weights(K, lam).to(maps.device, maps.dtype).view(K, 1, 1, 1)
+    if variant not in COMBINES:
+        raise ValueError(f"combine: unknown variant {variant!r}; choose one of {', '.join(COMBINES)}")
     if variant == "paper":
         maps = torch.stack([normalize_maps(m) for m in maps])
-    elif variant != "code":
-        raise ValueError(f"combine: unknown variant {variant!r}; choose paper or code")
     return normalize_maps((w * maps).sum(dim=0))

@@ -1,4 +1,5 @@
-"""Localisation metrics of saliency maps against ground-truth masks (PAPER-MAP §5), one value per image.
+"""Localisation metrics of saliency maps against ground-truth masks, one value per image, as the authors
+computed them (docs/method.md, § Metrics).
 
 Every metric min-max normalises each map to [0, 1], resizes it bilinearly to the mask's size (torch),
 then measures the whole batch in numpy; :func:`compute_all` prepares each map once and sorts it once.
@@ -613,7 +614,7 @@ def compute_all(
     chunk_size: int = _DEFAULT_CHUNK,
     workers: int = 1,
 ) -> dict[str, np.ndarray]:
-    """Every applicable metric of PAPER-MAP §5 in one pass: each map prepared once, one sort per map.
+    """Every applicable metric of docs/method.md, § Metrics, in one pass: each map prepared once, one sort per map.
 
     Keys (with the default ``percent=15``): with ``object_mask`` — ``average_precision``, ``iou``,
     ``iou_top15``, ``pointing_game``, ``energy_in_gt``, ``top15_precision``, ``top15_energy``; with

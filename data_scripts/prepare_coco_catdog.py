@@ -23,7 +23,8 @@ import numpy as np
 from PIL import Image
 
 from cascam.data.download import download_and_verify, safe_extract
-from cascam.data.oxford import ArtifactFolderWriter
+from cascam.data.folder import ArtifactFolderWriter
+from cascam.data.images import read_image
 
 __all__ = ["CAT_ID", "DOG_ID", "COCO_URLS", "main", "parse_args", "select_cat_dog_images", "class_mask"]
 
@@ -120,11 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         image_id, label = item
         name = coco.loadImgs(image_id)[0]["file_name"]
         path = args.images / name
-        try:
-            with Image.open(path) as im:
-                photo = im.convert("RGB")
-        except (OSError, SyntaxError) as exc:
-            raise ValueError(f"cannot read image {path}: {exc}") from exc
+        photo = Image.fromarray(read_image(path))
         mask = class_mask(coco, image_id, (CAT_ID, DOG_ID)[label])
         writer.add(name, photo, label, trimap=mask, breed=("cat", "dog")[label], split=args.images.name)
 

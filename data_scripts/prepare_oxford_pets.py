@@ -2,7 +2,7 @@
 
 Downloads the data set through torchvision (unless it is already there), resizes every photo to
 ``--size`` (512 in the paper), pastes the "Cat"/"Dog" box, and writes a folder that
-``cascam.data.oxford.load_artifact_folder`` reads (pet masks via ``object_masks_dir=<out>/trimaps``).
+``cascam.data.folder.load_artifact_folder`` reads (pet masks via ``object_masks_dir=<out>/trimaps``).
 
 Example:
     python data_scripts/prepare_oxford_pets.py --root ~/data/torchvision --out ~/data/pets512 --seed 0
@@ -16,7 +16,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from cascam.data.oxford import ArtifactFolderWriter, breed_from_name, label_from_name, oxford_pets_splits
+from cascam.data.folder import ArtifactFolderWriter
+from cascam.data.oxford import breed_from_name, label_from_name, oxford_pets_splits
 
 __all__ = ["main", "parse_args", "prepare_oxford_pets"]
 

@@ -106,7 +106,7 @@ if has_objects:
         anchor="table-5",
     )
 else:
-    display(Markdown("This data set has no object masks (e.g. the shared photo folder without trimaps): "
+    display(Markdown("This data set has no object masks (e.g. a photo folder without trimaps): "
                      "the object metrics of Table 5 cannot be measured; see the artifact metrics below."))
     record_result("Table 5", profile=profile, ours="not measurable (no object masks)", paper="CasCAM PG 89.24 %",
                   claim=paper_values()["claims"]["table5"], verdict=not_testable("no object masks in this data"),

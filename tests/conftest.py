@@ -1,8 +1,10 @@
-"""Shared fixtures: a tiny learnable image set (a bright square marks class 1) and a temporary run store."""
+"""Shared fixtures: a tiny learnable image set (a bright square marks class 1) and a temporary run store;
+tests that need what a machine may lack are deselected there, so a run ends with nothing skipped."""
 
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 import torch
@@ -11,6 +13,27 @@ from cascam.data import ImageData
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+#: Markers (registered in pyproject.toml) of tests that need something outside the repository, and
+#: whether this machine has it.
+NEEDS = {
+    "shared_data": lambda: bool(os.environ.get("CASCAM_ARTIFACT_FOLDER")),
+    "cuda": torch.cuda.is_available,
+    "chromium": lambda: shutil.which("chromium") is not None,
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Deselect (not skip) the tests whose need this machine lacks; pytest counts them as deselected."""
+    lacking = {marker for marker, present in NEEDS.items() if not present()}
+    if not lacking:
+        return
+    kept, dropped = [], []
+    for item in items:
+        (dropped if any(item.get_closest_marker(m) for m in lacking) else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 def make_toy_data(n: int = 96, size: int = 32, seed: int = 0) -> ImageData:

@@ -136,7 +136,7 @@ def test_csv_downloads_are_offered(site):
     assert 'download="table5.csv"' in page
 
 
-@pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed (apt-get install chromium)")
+@pytest.mark.chromium
 def test_landing_page_renders_in_headless_chromium(site, tmp_path):
     shot = tmp_path / "index.png"
     profile = tmp_path / "chrome-profile"

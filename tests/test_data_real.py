@@ -21,10 +21,10 @@ from PIL import Image
 
 from cascam.data.artifacts import BOX_FRACTION, artifact_rng, draw_label_tile, insert_label_box
 from cascam.data.download import download_and_verify, safe_extract
-from cascam.data.oxford import load_artifact_folder, load_oxford_pets, stratified_indices
+from cascam.data.folder import load_artifact_folder, stratified_indices
+from cascam.data.oxford import load_oxford_pets
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_FOLDER = Path(os.environ.get("CASCAM_ARTIFACT_FOLDER", "/work/shared/data/oxford-pets-artifact"))
 
 
 def load_script(name: str):
@@ -508,6 +508,17 @@ def _write_artifact_folder(root: Path, n_cats: int = 2, n_dogs: int = 6, side: i
     return table
 
 
+
+def test_folder_format_names_keep_their_old_import_paths():
+    import cascam.data
+    import cascam.data.folder as folder
+    import cascam.data.oxford as oxford
+
+    for name in ("ArtifactFolderWriter", "load_artifact_folder", "label_from_name", "stratified_indices"):
+        assert getattr(oxford, name) is getattr(folder, name)
+    assert cascam.data.load_artifact_folder is folder.load_artifact_folder
+    assert cascam.data.ArtifactFolderWriter is folder.ArtifactFolderWriter
+
 def test_load_artifact_folder_reads_the_shared_format(tmp_path):
     table = _write_artifact_folder(tmp_path / "f")
     data = load_artifact_folder(tmp_path / "f")
@@ -628,12 +639,12 @@ def test_load_artifact_folder_needs_same_size_without_size(tmp_path):
     assert load_artifact_folder(tmp_path / "f", size=32).images.shape == (8, 3, 32, 32)
 
 
-@pytest.mark.skipif(
-    not (SHARED_FOLDER / "artifacts.csv").is_file(), reason=f"shared data folder {SHARED_FOLDER} absent"
-)
+@pytest.mark.shared_data
 def test_shared_folder_boxes_match_pixels():
-    data = load_artifact_folder(SHARED_FOLDER, limit=20, seed=0)
-    table = pd.read_csv(SHARED_FOLDER / "artifacts.csv").set_index("image")
+    """The published 224 px folder named by $CASCAM_ARTIFACT_FOLDER: boxes, labels and box colours agree."""
+    folder = Path(os.environ["CASCAM_ARTIFACT_FOLDER"])
+    data = load_artifact_folder(folder, limit=20, seed=0)
+    table = pd.read_csv(folder / "artifacts.csv").set_index("image")
     assert (
         len(data) == 20
         and data.images.shape[1:] == (3, 224, 224)

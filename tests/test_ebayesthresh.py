@@ -354,7 +354,7 @@ def test_torch_ops_match_numpy_ops(kw: dict) -> None:
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.cuda
 def test_maps_on_cuda_match_cpu() -> None:
     cams = _toy_cams().float()
     out = eb.ebayes_threshold_maps(cams.cuda())

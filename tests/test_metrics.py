@@ -1,7 +1,7 @@
 """Tests of cascam.metrics: AP against sklearn (ties, empty and full masks), hand-built cases, the resize path.
 
 Reference values come from sklearn or from small numpy re-implementations written straight from the
-definitions in PAPER-MAP §5, never from the functions under test.
+definitions in docs/method.md, § Metrics, never from the functions under test.
 """
 
 from __future__ import annotations

@@ -90,6 +90,19 @@ def test_label_box_is_white_for_cats_black_for_dogs(data):
     assert box_only_accuracy(data) == 1.0
 
 
+
+def test_label_box_is_the_package_label_tile(data):
+    """One renderer: every box is cascam.data.artifacts' tile for the class, in the benchmark's style."""
+    from cascam.data.artifacts import draw_label_tile
+    from cascam.data.synthetic import _LABEL_STYLE
+
+    side = data.meta["box_side_px"]
+    tiles = [torch.from_numpy(np.array(draw_label_tile(label, side, _LABEL_STYLE))).permute(2, 0, 1) for label in (0, 1)]
+    for i in range(len(data)):
+        ys, xs = torch.nonzero(data.parts["artifact1"][i], as_tuple=True)
+        box = data.images[i, :, ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+        assert torch.equal(box, tiles[int(data.labels[i])])
+
 def test_clean_images_differ_only_under_artifacts(data):
     outside = ~data.artifact_masks[:, None].expand_as(data.images)
     assert torch.equal(data.images[outside], data.clean_images[outside])

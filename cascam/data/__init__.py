@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .base import CLASS_NAMES, ImageData
+from .folder import ArtifactFolderWriter, load_artifact_folder
 
 if TYPE_CHECKING:
     from ..config import CascadeConfig
 
-__all__ = ["ImageData", "CLASS_NAMES", "load_data"]
+__all__ = ["ImageData", "CLASS_NAMES", "ArtifactFolderWriter", "load_artifact_folder", "load_data"]
 
 
 def load_data(config: CascadeConfig) -> ImageData:
@@ -21,8 +22,6 @@ def load_data(config: CascadeConfig) -> ImageData:
             config.n_images, size=config.image_size, variant=config.variant, seed=config.seed, artifact=config.artifact
         )
     if config.data == "folder":
-        from .oxford import load_artifact_folder
-
         return load_artifact_folder(
             config.data_path, size=config.image_size, limit=config.n_images or None, seed=config.seed
         )

@@ -1,13 +1,16 @@
-"""The paper's shortcut artifact: a "Cat"/"Dog" text-label box pasted on a photo.
+"""The paper's shortcut artifact: a "Cat"/"Dog" text-label box, drawn and pasted on a photo.
 
 Cats get a white box with a 1-px black outline and the black word "Cat"; dogs a black box with
-the white word "Dog", so the box colour alone predicts the class (see the shared data README).
+the white word "Dog", so the box colour alone predicts the class (as in the paper's Oxford-IIIT Pet
+images). Every label box of the package is drawn here, the synthetic benchmark's too
+(in its own :class:`LabelStyle`).
 """
 
 from __future__ import annotations
 
 import functools
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -16,6 +19,8 @@ __all__ = [
     "BOX_FRACTION",
     "CORNER_RANGE",
     "LABEL_WORDS",
+    "LabelStyle",
+    "PAPER_STYLE",
     "artifact_rng",
     "draw_label_tile",
     "insert_label_box",
@@ -45,8 +50,34 @@ def artifact_rng(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(name.encode("utf-8"))])
 
 
-def _font(size_px: int, word: str, target_width: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    """Pillow's default font at the largest size whose rendering of ``word`` fits ``target_width``."""
+@dataclass(frozen=True)
+class LabelStyle:
+    """How the word is fitted into a label box; fill, outline, word and centring are the same in every style.
+
+    Attributes:
+        supersample: the tile is drawn at this multiple of its side and box-averaged down (antialiasing).
+        text_fraction: the width the word should span, as a fraction of the box side (or of the side
+            inside the outline, with ``shared_size``).
+        stroke_ratio: drawn side ÷ stroke width of the word, at least 1 px (56: one pixel of stroke per
+            56 px of box, which keeps the word legible at 14 px); 0 = no stroke.
+        shared_size: False: each word at its own font size, shrunk from 0.45 × side until it spans at
+            most ``text_fraction`` of the side (the paper's boxes). True: both words at one size,
+            scaled from their widths at a font size equal to the side so that the wider word spans
+            ``text_fraction`` of the side inside the outline (the synthetic benchmark's boxes).
+    """
+
+    supersample: int = 1
+    text_fraction: float = _TEXT_WIDTH_FRACTION
+    stroke_ratio: float = 0.0
+    shared_size: bool = False
+
+
+#: The paper's label box: drawn at its final size, no stroke, each word spanning about 80% of the box.
+PAPER_STYLE = LabelStyle()
+
+
+def _shrink_to_fit(size_px: int, word: str, target_width: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's default font at the largest size ≤ ``size_px`` whose rendering of ``word`` fits ``target_width``."""
     size = max(1, size_px)
     font = ImageFont.load_default(size=size)
     if not isinstance(font, ImageFont.FreeTypeFont):  # Pillow without FreeType: fixed bitmap font
@@ -60,43 +91,61 @@ def _font(size_px: int, word: str, target_width: int) -> ImageFont.ImageFont | I
     return font
 
 
-def draw_label_tile(label: int, side: int) -> Image.Image:
+def _scale_to_fit(side: int, inner: int, fraction: float, stroke: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's default font at one size for every word of :data:`LABEL_WORDS`: the widest, measured at
+    size ``side``, is scaled to span ``fraction`` of ``inner`` pixels."""
+    probe = ImageFont.load_default(size=side)
+    if not isinstance(probe, ImageFont.FreeTypeFont):
+        return probe
+    widest = max(
+        probe.getbbox(w, stroke_width=stroke)[2] - probe.getbbox(w, stroke_width=stroke)[0] for w in LABEL_WORDS
+    )
+    return ImageFont.load_default(size=max(1, int(side * fraction * inner / widest)))
+
+
+def draw_label_tile(label: int, side: int, style: LabelStyle = PAPER_STYLE) -> Image.Image:
     """The ``side`` × ``side`` RGB box for class ``label`` (0 = cat, 1 = dog), before pasting.
 
-    Cat: white fill, 1-px black outline, black "Cat". Dog: black fill, white "Dog". The word is
-    Pillow's default font, scaled so it spans about 80% of the box width, centred.
+    Cat: white fill, black outline, black "Cat". Dog: black fill, white "Dog". The outline is one
+    pixel at the drawing scale (``style.supersample``), the word Pillow's default font, centred and
+    sized as ``style`` says (:data:`PAPER_STYLE`: about 80% of the box width).
     """
-    return _label_tile(label, side).copy()
+    return _label_tile(label, side, style).copy()
 
 
 @functools.lru_cache(maxsize=64)
-def _label_tile(label: int, side: int) -> Image.Image:
-    """Cached tile (rendering text is the slow part); never modified, only pasted from."""
+def _label_tile(label: int, side: int, style: LabelStyle = PAPER_STYLE) -> Image.Image:
+    """Cached tile (rendering text is the slow part); never modified, only pasted or copied from."""
     if label not in (0, 1):
         raise ValueError(f"label must be 0 (cat) or 1 (dog); got {label!r}")
     if side < 1:
         raise ValueError(f"box side must be at least 1 px; got {side}")
+    s = style.supersample
+    hi = side * s
     word = LABEL_WORDS[label]
     fill, ink = ((255, 255, 255), (0, 0, 0)) if label == 0 else ((0, 0, 0), (255, 255, 255))
-    tile = Image.new("RGB", (side, side), fill)
+    tile = Image.new("RGB", (hi, hi), fill)
     draw = ImageDraw.Draw(tile)
-    if label == 0:
-        draw.rectangle((0, 0, side - 1, side - 1), outline=(0, 0, 0), width=1)
-    target = max(1, round(_TEXT_WIDTH_FRACTION * side))
-    font = _font(round(0.45 * side), word, target)
+    draw.rectangle((0, 0, hi - 1, hi - 1), outline=(0, 0, 0), width=s)  # invisible on the dog's black fill
+    stroke = max(1, round(hi / style.stroke_ratio)) if style.stroke_ratio else 0
+    target = max(1, round(style.text_fraction * hi))
+    if style.shared_size:
+        font = _scale_to_fit(hi, hi - 2 * s, style.text_fraction, stroke)
+    else:
+        font = _shrink_to_fit(round(0.45 * hi), word, target)
     if isinstance(font, ImageFont.FreeTypeFont):
-        draw.text((side / 2, side / 2), word, fill=ink, font=font, anchor="mm")
+        draw.text((hi / 2, hi / 2), word, fill=ink, font=font, anchor="mm", stroke_width=stroke, stroke_fill=ink)
+    else:  # Bitmap fallback: render at native size and scale the word up to the target width.
+        x0, y0, x1, y1 = font.getbbox(word)
+        small = Image.new("L", (x1 - x0, y1 - y0), 0)
+        ImageDraw.Draw(small).text((-x0, -y0), word, fill=255, font=font)
+        scale = target / small.width
+        small = small.resize((target, max(1, round(small.height * scale))), Image.NEAREST)
+        tile.paste(Image.new("RGB", small.size, ink), ((hi - small.width) // 2, (hi - small.height) // 2), small)
+    if s == 1:
         return tile
-    # Bitmap fallback: render at native size and scale the word up to the target width.
-    x0, y0, x1, y1 = font.getbbox(word)
-    small = Image.new("L", (x1 - x0, y1 - y0), 0)
-    ImageDraw.Draw(small).text((-x0, -y0), word, fill=255, font=font)
-    scale = target / small.width
-    small = small.resize((target, max(1, round(small.height * scale))), Image.NEAREST)
-    tile.paste(
-        Image.new("RGB", small.size, ink), ((side - small.width) // 2, (side - small.height) // 2), small
-    )
-    return tile
+    blocks = np.asarray(tile, np.float32).reshape(side, s, side, s, 3).mean((1, 3))
+    return Image.fromarray(np.round(blocks).astype(np.uint8))
 
 
 def insert_label_box(

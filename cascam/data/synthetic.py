@@ -17,8 +17,8 @@ Drawing (version ``SYNTHETIC_VERSION``):
   box-downsampled, so edges are antialiased.
 * Label box (``artifact1``): a square of side ``round(box_fraction · size)`` px, always fully inside
   the image and aligned to the pixel grid; cats get a white box, 1-px black outline and the black word
-  "Cat", dogs a black box with the white word "Dog" (Pillow's default font, rendered at 4× and
-  downsampled). Its position is uniform, re-drawn (up to 30 times) while it would hide more than a
+  "Cat", dogs a black box with the white word "Dog" (:func:`~cascam.data.artifacts.draw_label_tile`,
+  drawn at 4× and downsampled). Its position is uniform, re-drawn (up to 30 times) while it would hide more than a
   quarter of an animal, so the animal stays recognisable; it may overlap an animal and is drawn on top.
 * ``multi_artifact`` adds ``artifact2``, a corner stamp of side ≈ 14 % of the image: a red disc for
   cats, a blue upward triangle for dogs (class-correlated in both colour and shape), in one of the four
@@ -52,8 +52,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import PIL
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
+from .artifacts import LabelStyle, draw_label_tile
 from .base import CLASS_NAMES, ImageData
 
 if TYPE_CHECKING:
@@ -88,6 +89,9 @@ _PLACEMENT_TRIES = 30
 _UNIT_EXTENT = 2.65  # largest extent of a unit-scale head with ears (cat ≈ 2.6, dog ≈ 2.7)
 _ELLIPSE_POINTS = 36
 _BOX_SUPERSAMPLE = 4
+# The label box drawn at 4× and downsampled; a thin stroke makes the word legible at 14 px; both words
+# share one font size (the wider fills 90 % of the inner width).
+_LABEL_STYLE = LabelStyle(supersample=_BOX_SUPERSAMPLE, text_fraction=0.9, stroke_ratio=56, shared_size=True)
 
 # Independent random streams per image, so that "multi_artifact" is "single" plus a stamp (same
 # background, animal and label box) and "multi_object" shares background and first animal with
@@ -242,34 +246,6 @@ def _box_overlap(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @functools.lru_cache(maxsize=16)
-def _label_box(label: int, side: int) -> np.ndarray:
-    """The label box at its final size, uint8 ``(side, side, 3)``: white "Cat" or black "Dog"."""
-    s = _BOX_SUPERSAMPLE
-    hi = side * s
-    word = ("Cat", "Dog")[label]
-    fill, ink = ((255, 255, 255), (0, 0, 0)) if label == 0 else ((0, 0, 0), (255, 255, 255))
-    image = Image.new("RGB", (hi, hi), fill)
-    draw = ImageDraw.Draw(image)
-    draw.rectangle([0, 0, hi - 1, hi - 1], outline=(0, 0, 0), width=s)
-    # A thin stroke makes the word legible at 14 px; both words share one font size (widest word
-    # fills 90 % of the inner width).
-    stroke = max(1, round(s * side / 56))
-
-    def text_width(font_size: int) -> int:
-        font = ImageFont.load_default(size=font_size)
-        return max(
-            font.getbbox(w, stroke_width=stroke)[2] - font.getbbox(w, stroke_width=stroke)[0]
-            for w in ("Cat", "Dog")
-        )
-
-    font_size = max(1, int(hi * 0.9 * (hi - 2 * s) / text_width(hi)))
-    font = ImageFont.load_default(size=font_size)
-    draw.text((hi / 2, hi / 2), word, font=font, fill=ink, anchor="mm", stroke_width=stroke, stroke_fill=ink)
-    patch = np.asarray(image, np.float32).reshape(side, s, side, s, 3).mean((1, 3))
-    return np.round(patch).astype(np.uint8)
-
-
-@functools.lru_cache(maxsize=16)
 def _stamp(label: int, side: int) -> tuple[np.ndarray, np.ndarray]:
     """The corner stamp, ``(colour (side, side, 3) float32, coverage (side, side) float32)``."""
     s = _BOX_SUPERSAMPLE
@@ -409,7 +385,7 @@ def _add_artifacts(item: dict, box_side: int, stamp_side: int) -> tuple[np.ndarr
     label = item["label"]
     image = item["clean"].copy()
     bx, by = item["box"]
-    image[by : by + box_side, bx : bx + box_side] = _label_box(label, box_side)
+    image[by : by + box_side, bx : bx + box_side] = np.asarray(draw_label_tile(label, box_side, _LABEL_STYLE))
     artifact2 = np.zeros(image.shape[:2], bool)
     if item["stamp"] is not None:
         sx, sy = item["stamp"]

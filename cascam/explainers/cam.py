@@ -16,8 +16,8 @@ class CAM:
         \\mathrm{CAM}(x)[i,j] = \\sum_c W_{y,c} A_c(x)[i,j]
 
     bilinearly upsampled to the input size. Raw values (not normalised): the cascade's masking
-    step uses the raw scale (PAPER-MAP §1). The model is evaluated in eval mode (batch-norm running
-    statistics, not the batch's) and left in the mode it was in.
+    step uses the raw scale (docs/method.md, § The classifier and its CAM). The model is evaluated
+    in eval mode (batch-norm running statistics, not the batch's) and left in the mode it was in.
 
     Example:
         >>> maps = CAM()(model, images, labels)   # (B, H, W)

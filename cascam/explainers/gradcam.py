@@ -121,15 +121,15 @@ class GradCamExplainer:
     (``ClassifierOutputTarget``, i.e. the logit, not the softmax).
 
     Raw versus normalised output. The package returns maps min-max normalised per image to [0, 1]
-    and resized with cv2. The cascade masks with raw maps (PAPER-MAP §1, θ acts on the map's scale),
-    so by default (``normalized_output=False``) this adapter returns the package's map *before* that
+    and resized with cv2. The cascade masks with raw maps (θ acts on the map's scale: docs/method.md,
+    § The classifier and its CAM), so by default (``normalized_output=False``) this adapter returns the package's map *before* that
     scaling — the method's own formula after its ReLU — at the target layer's resolution, upsampled
     bilinearly (``align_corners=False``) on the images' device like :class:`~cascam.explainers.cam.CAM`.
     The raw scale differs by method (GradCAM's is CAM's divided by hw, e.g. /256 for a 16 × 16
     layer; FullGrad's is a sum of per-channel [0, 1] terms), so a θ tuned for CAM does not transfer.
     ``normalized_output=True`` returns the package's output unchanged: values in [0, 1], the scale
-    the paper's baseline figures and metrics used. Metrics min-max normalise anyway (PAPER-MAP §5),
-    so both give the same AP / IoU / Pointing Game up to interpolation rounding.
+    the paper's baseline figures and metrics used. Metrics min-max normalise anyway (docs/method.md,
+    § Metrics), so both give the same AP / IoU / Pointing Game up to interpolation rounding.
 
     Side effects, none left behind: the package puts the model in eval mode (every module's own
     flag is restored afterwards); parameters are frozen during the call and the input is made to
