@@ -18,7 +18,7 @@ import torch
 from .cascade import Cascade, to_float_images
 from .explainers import get_explainer
 from .masking import normalize_maps
-from .metrics import compute_all, prepare, topk_count
+from .metrics import average_precision, compute_all, prepare, topk_count
 
 __all__ = ["METHOD_LABELS", "ALL_METHODS", "method_maps", "evaluate", "detection_table", "DETECTION_RULE"]
 
@@ -139,6 +139,12 @@ def _split_index(cascade: Cascade, split: str, n_images: int | None) -> np.ndarr
     return idx[:n_images] if n_images else idx
 
 
+#: The column of the authors' AP: ``sklearn.metrics.auc(recall, precision)`` on the
+#: precision-recall curve (the trapezoid; their evaluator's definition), beside ``average_precision``
+#: (sklearn's step ``average_precision_score``).
+AP_TRAPEZOID = "average_precision_trapezoid"
+
+
 def evaluate(
     cascade: Cascade,
     methods=ALL_METHODS,
@@ -152,7 +158,9 @@ def evaluate(
 
     Columns: ``image`` (index in the data set), ``name``, ``label``, ``method`` (display name),
     ``seconds_per_image`` and the metric columns (object metrics only when the data has object
-    masks, artifact metrics only when it has artifact masks). Cached in the run's folder under
+    masks, artifact metrics only when it has artifact masks). With object masks there are two APs:
+    ``average_precision`` (step, sklearn's ``average_precision_score``) and
+    :data:`AP_TRAPEZOID` (the trapezoid rule, as the authors' evaluator computed it). Cached in the run's folder under
     ``evaluation/``, one file per method: a second call reads the cache and computes only the
     methods it lacks, and a baseline's file serves every K, λ and combination of the run (baselines
     explain model 1).
@@ -164,6 +172,8 @@ def evaluate(
         for attempt in range(2):
             for m in methods:
                 if m not in found and (frame := cascade.record.read_frame(names[m])) is not None:
+                    if "average_precision" in frame.columns and AP_TRAPEZOID not in frame.columns:
+                        continue  # written before the authors' AP was measured: recompute this method
                     found[m] = frame
             if len(found) == len(methods) or attempt:
                 break
@@ -179,6 +189,8 @@ def evaluate(
         maps = method_maps(cascade, images, labels, missing, batch_size=batch_size, timings=timings)
         for m, s in maps.items():
             frame = pd.DataFrame(compute_all(s, object_mask=obj, artifact_mask=art))
+            if obj is not None:  # the authors' AP (trapezoid) beside sklearn's step AP
+                frame[AP_TRAPEZOID] = average_precision(s, obj, method="trapezoid")
             frame.insert(0, "seconds_per_image", timings[m] / max(len(idx), 1))
             frame.insert(0, "method", METHOD_LABELS[m])
             frame.insert(0, "label", labels.numpy())
