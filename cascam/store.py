@@ -2,6 +2,7 @@
 
 Every file is written to a temporary name and renamed, so a killed job never leaves a half-written
 file that a reader would trust; ``status.json`` says ``complete`` only once the last iteration is saved.
+The store also finds the run whose model 1 another configuration may take instead of training it again.
 """
 
 from __future__ import annotations
@@ -202,12 +203,13 @@ class RunStore:
         d = self.path(config)
         return RunRecord(d, config) if d.exists() else None
 
-    def find_first_model(self, config: CascadeConfig) -> RunRecord | None:
-        """Another run of this store whose model 1 is the network ``config`` would train first.
+    def first_model_for(self, config: CascadeConfig) -> RunRecord | None:
+        """The run whose model 1 ``config``'s run takes instead of training it, or None.
 
         Model 1 sees only the original images, so runs that differ only in masking parameters
         (θ, threshold, fill, explainer, K: :data:`~cascam.config.MASKING_FIELDS`) train the same
-        model 1. Returns the first such record with a committed iteration 1, or None.
+        model 1 (:func:`~cascam.config.first_model_key`). Returns the first other run of this store
+        with such a model 1 committed, or None.
         """
         if not self.root.exists():
             return None
