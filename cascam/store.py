@@ -2,7 +2,8 @@
 
 Every file is written to a temporary name and renamed, so a killed job never leaves a half-written
 file that a reader would trust; ``status.json`` says ``complete`` only once the last iteration is saved.
-The store also finds the run whose model 1 another configuration may take instead of training it again.
+A record also hands out its folder's claim (:mod:`cascam.claims`: who trains it now), and the store
+finds the run whose model 1 another configuration may take instead of training it again.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import os
 import pickle
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ import torch
 import yaml
 from torch import nn
 
+from .claims import FAILED_NAME, HEARTBEAT_S, STALE_AFTER_S, RunLock, claim_run, lock_holder
 from .config import CascadeConfig, ConfigError, first_model_key, read_yaml
 
 __all__ = ["RunStore", "RunRecord", "atomic_write_bytes", "atomic_write_text", "default_store_root"]
@@ -97,6 +100,30 @@ class RunRecord:
         """Record that iterations 1..K are finished (never lowers a count a longer run recorded)."""
         done = max(self.config.K, int(self.status.get("iterations_complete", 0)))
         self.write_json("status.json", {"complete": True, "iterations_complete": done})
+
+    # ------------------------------------------------------------------ claims
+    def claim(
+        self, *, job: str | None = None, stale_after_s: float = STALE_AFTER_S, heartbeat_s: float = HEARTBEAT_S
+    ) -> RunLock:
+        """Claim this run for the calling process (:func:`~cascam.claims.claim_run`): a lock to release,
+        or :class:`~cascam.claims.LockHeld` when a live process holds it."""
+        return claim_run(self.dir, job=job, stale_after_s=stale_after_s, heartbeat_s=heartbeat_s)
+
+    def claim_holder(self, stale_after_s: float = STALE_AFTER_S) -> dict | None:
+        """The live holder of this run's claim (host, pid, job, time), or None when it is free or stale."""
+        return lock_holder(self.dir, stale_after_s)
+
+    def failure(self) -> dict | None:
+        """The last failure recorded by a holder of this run's claim (``failed.json``), or None."""
+        return self.read_json(FAILED_NAME)
+
+    def record_failure(self, error: str, lock: RunLock) -> None:
+        """Write ``failed.json`` (the error, the time, the holder) and log the failure."""
+        self.write_json(FAILED_NAME, {"error": error, "time": time.time(), **lock.info})
+        lock.log(f"failed: {error}")
+
+    def clear_failure(self) -> None:
+        (self.dir / FAILED_NAME).unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ iterations
     def iteration_dir(self, k: int) -> Path:

@@ -21,14 +21,27 @@ import json
 import os
 import shutil
 import socket
-import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from .claims import (
+    CLAIMS_LOG,
+    FAILED_NAME,
+    HEARTBEAT_S,
+    LOCK_NAME,
+    STALE_AFTER_S,
+    LockHeld,
+    RunLock,
+    claim_run,
+    exclusive,
+    holder_text,
+    lock_holder,
+    lock_is_stale,
+    pid_alive,
+)
 from .config import CascadeConfig, ConfigError, read_yaml
 from .store import RunRecord, RunStore, atomic_write_text
 
@@ -41,6 +54,13 @@ except ImportError:  # pragma: no cover - exercised only without submitit
 
 
 __all__ = [
+    "CLAIMS_LOG",
+    "FAILED_NAME",
+    "HEARTBEAT_S",
+    "LOCK_NAME",
+    "STALE_AFTER_S",
+    "lock_holder",
+    "lock_is_stale",
     "EXECUTORS",
     "Grid",
     "GridPoint",
@@ -66,15 +86,8 @@ EXECUTORS = ("local", "debug", "slurm")
 GRID_SECTIONS = ("name", "description", "base", "grid", "extra")
 #: A pseudo-parameter that sets ``threshold`` (and ``topk``) in one value: ``topk:10``, ``none``, ``ebayes``.
 THRESHOLD_SPEC = "threshold_spec"
-#: Files a sweep writes in a run folder (next to what the engine writes).
-LOCK_NAME = "claim.lock"
-CLAIMS_LOG = "claims.log"
-FAILED_NAME = "failed.json"
+#: The cache of headline metrics in a run folder (next to what the engine writes).
 HEADLINE_NAME = "headline.json"
-#: A live holder touches its lock this often (seconds) ...
-HEARTBEAT_S = 60.0
-#: ... so a lock untouched for this long is stale on any host (15 heartbeats: room for clock skew).
-STALE_AFTER_S = 900.0
 #: submitit states of a job that is waiting or working (anything else: finished, failed or unknown).
 _ACTIVE_JOB_STATES = ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED")
 
@@ -288,187 +301,6 @@ def load_grid(path: str | Path, overrides: Mapping[str, Any] | None = None) -> G
     return expand_grid(spec or {}, overrides, name=p.stem, search=search)
 
 
-# ---------------------------------------------------------------------------------------- claims
-class LockHeld(RuntimeError):
-    """The run is claimed by a live holder; ``holder`` is the lock's content (host, pid, job, time)."""
-
-    def __init__(self, holder: dict) -> None:
-        super().__init__(f"claimed by {_holder_text(holder)}")
-        self.holder = holder
-
-
-def _holder_text(holder: Mapping[str, Any]) -> str:
-    job = f" job {holder['job']}" if holder.get("job") else ""
-    since = holder.get("time")
-    when = f" since {time.strftime('%Y-%m-%d %H:%M', time.localtime(since))}" if since else ""
-    return f"{holder.get('host', '?')} pid {holder.get('pid', '?')}{job}{when}"
-
-
-def _pid_alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _read_lock(path: Path) -> tuple[bytes, dict] | None:
-    """The lock's raw bytes and content (empty while its creator is still writing), or None if gone."""
-    try:
-        raw = path.read_bytes()
-        mtime = path.stat().st_mtime
-    except FileNotFoundError:
-        return None
-    try:
-        holder = json.loads(raw.decode())
-    except (ValueError, UnicodeDecodeError):
-        holder = {}
-    holder["mtime"] = mtime
-    return raw, holder
-
-
-def lock_is_stale(holder: Mapping[str, Any], stale_after_s: float = STALE_AFTER_S) -> bool:
-    """A lock is stale when its holder's pid is gone on this host, or when nobody touched it for
-    ``stale_after_s`` seconds (its holder on another host died or lost the shared filesystem)."""
-    if time.time() - float(holder.get("mtime", 0)) > stale_after_s:
-        return True
-    return holder.get("host") == socket.gethostname() and "pid" in holder and not _pid_alive(holder["pid"])
-
-
-@contextlib.contextmanager
-def _exclusive(path: Path, stale_after_s: float = 60.0) -> Iterator[bool]:
-    """A short-lived O_EXCL guard (yields False when another process holds it and it is fresh)."""
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-        with contextlib.suppress(FileNotFoundError):
-            if time.time() - path.stat().st_mtime > stale_after_s:  # its holder died mid-way
-                path.unlink()
-        yield False
-        return
-    try:
-        os.close(fd)
-        yield True
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-
-
-def _break_lock(path: Path, raw: bytes) -> None:
-    """Remove the lock if it still holds ``raw`` (breakers serialise on ``<lock>.break``)."""
-    with _exclusive(path.with_name(path.name + ".break")) as mine:
-        if mine:
-            with contextlib.suppress(FileNotFoundError):
-                if path.read_bytes() == raw:
-                    path.unlink()
-
-
-def _log_claim(run_dir: Path, event: str, info: Mapping[str, Any]) -> None:
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-    line = f"{stamp} host={info.get('host')} pid={info.get('pid')} job={info.get('job') or '-'} {event}\n"
-    fd = os.open(run_dir / CLAIMS_LOG, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o644)
-    try:
-        os.write(fd, line.encode())
-    finally:
-        os.close(fd)
-
-
-class RunLock:
-    """A held claim on a run folder; a daemon thread touches the file every ``heartbeat_s`` seconds."""
-
-    def __init__(self, path: Path, info: dict, heartbeat_s: float = HEARTBEAT_S) -> None:
-        self.path = path
-        self.info = info
-        self._raw = json.dumps(info).encode()
-        self._stop = threading.Event()
-        self.lost = False
-        self._thread = threading.Thread(target=self._beat, args=(heartbeat_s,), daemon=True)
-        self._thread.start()
-
-    def _beat(self, every: float) -> None:
-        while not self._stop.wait(every):
-            try:
-                if self.path.read_bytes() != self._raw:
-                    self.lost = True
-                    return
-                os.utime(self.path)
-            except OSError:
-                self.lost = True
-                return
-
-    def release(self) -> None:
-        """Stop the heartbeat and remove the lock if it is still ours."""
-        self._stop.set()
-        with contextlib.suppress(FileNotFoundError):
-            if self.path.read_bytes() == self._raw:
-                self.path.unlink()
-
-    def __enter__(self) -> RunLock:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.release()
-
-
-def claim_run(
-    run_dir: Path,
-    *,
-    job: str | None = None,
-    stale_after_s: float = STALE_AFTER_S,
-    heartbeat_s: float = HEARTBEAT_S,
-) -> RunLock:
-    """Claim ``run_dir`` with an atomic lock file (``os.open(O_CREAT | O_EXCL)``) holding host, pid, job and time.
-
-    A stale lock (see :func:`lock_is_stale`) is broken; so is a lock of the same submitit/SLURM
-    ``job`` id (a preempted job requeued under its old id). Raises :class:`LockHeld` otherwise.
-    """
-    path = Path(run_dir) / LOCK_NAME
-    info = {
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "job": job,
-        "time": time.time(),
-        "token": uuid.uuid4().hex,
-    }
-    for _ in range(20):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            current = _read_lock(path)
-            if current is None:
-                continue
-            raw, holder = current
-            if not raw and time.time() - holder["mtime"] < 5:  # its creator is writing it right now
-                time.sleep(0.05)
-                continue
-            if (job is not None and holder.get("job") == job) or lock_is_stale(holder, stale_after_s):
-                _break_lock(path, raw)
-                _log_claim(Path(run_dir), f"broke lock of {_holder_text(holder)}", info)
-                time.sleep(0.01)
-                continue
-            raise LockHeld(holder) from None
-        try:
-            os.write(fd, json.dumps(info).encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        return RunLock(path, info, heartbeat_s)
-    current = _read_lock(path)
-    raise LockHeld(current[1] if current else {})
-
-
-def lock_holder(run_dir: Path, stale_after_s: float = STALE_AFTER_S) -> dict | None:
-    """The live holder of ``run_dir``'s claim, or None when it is free or stale."""
-    current = _read_lock(Path(run_dir) / LOCK_NAME)
-    if current is None or lock_is_stale(current[1], stale_after_s):
-        return None
-    return current[1]
-
-
 # ---------------------------------------------------------------------------------------- one run
 def _point_id(cfg: CascadeConfig) -> str:
     return f"K={cfg.K} lam={cfg.lam:g} combine={cfg.combine} explain_on={cfg.explain_on}"
@@ -519,33 +351,39 @@ def run_group(
     points = list(points) or [config]
     record = store.open(config)
     out = {"key": config.key(), "K": config.K, "dir": str(record.dir)}
-    cached = record.read_json(HEADLINE_NAME, {})
-    if record.iterations_available() >= config.K and (not metrics or all(_point_id(p) in cached for p in points)):
+    if _nothing_to_do(record.iterations_available(), config, record, points, metrics):
         return {**out, "outcome": "done"}
     try:
-        lock = claim_run(record.dir, job=job, stale_after_s=stale_after_s, heartbeat_s=heartbeat_s)
+        lock = record.claim(job=job, stale_after_s=stale_after_s, heartbeat_s=heartbeat_s)
     except LockHeld as held:
         return {**out, "outcome": "held", "holder": held.holder}
     with lock:
         before = record.iterations_available()  # re-read under the claim: someone may have finished it
-        cached = record.read_json(HEADLINE_NAME, {})
-        if before >= config.K and (not metrics or all(_point_id(p) in cached for p in points)):
+        if _nothing_to_do(before, config, record, points, metrics):
             return {**out, "outcome": "done"}
         # "start" marks training (tests count it); "metrics" only loads the finished run
-        event = "start" if before < config.K else "metrics"
-        _log_claim(record.dir, f"{event} iterations={before}/{config.K}", lock.info)
+        lock.log(f"{'start' if before < config.K else 'metrics'} iterations={before}/{config.K}")
         try:
             cascade = run_cascade(config, store, progress=progress)
             if metrics:
                 _headlines(cascade, points, cascade.record)
         except Exception as exc:
-            record.write_json(FAILED_NAME, {"error": _last_line(exc), "time": time.time(), **lock.info})
-            _log_claim(record.dir, f"failed: {_last_line(exc)}", lock.info)
+            record.record_failure(_last_line(exc), lock)
             raise
-        (record.dir / FAILED_NAME).unlink(missing_ok=True)
+        record.clear_failure()
         after = record.iterations_available()
-        _log_claim(record.dir, f"end iterations={after}/{config.K}", lock.info)
+        lock.log(f"end iterations={after}/{config.K}")
     return {**out, "outcome": "trained" if after > before else "done", "iterations": [before, after]}
+
+
+def _nothing_to_do(
+    have: int, config: CascadeConfig, record: RunRecord, points: Sequence[CascadeConfig], metrics: bool
+) -> bool:
+    """K iterations saved and, where metrics are asked for, every configuration's headline cached."""
+    if have < config.K:
+        return False
+    cached = record.read_json(HEADLINE_NAME, {})
+    return not metrics or all(_point_id(p) in cached for p in points)
 
 
 def _submitit_job_id() -> str | None:
@@ -613,7 +451,7 @@ def _update_jobs(folder: Path, grid: Grid, entries: Mapping[str, dict]) -> None:
     """Merge ``entries`` into ``jobs.json`` (read-modify-write under a short O_EXCL guard)."""
     folder.mkdir(parents=True, exist_ok=True)
     for _ in range(200):
-        with _exclusive(folder / "jobs.json.lock") as mine:
+        with exclusive(folder / "jobs.json.lock") as mine:
             if mine:
                 jobs = _read_jobs(folder)
                 jobs.update(entries)
@@ -629,7 +467,7 @@ def _job_state(entry: Mapping[str, Any], folder: Path) -> str:
     if executor == "debug":  # submitit's local controller: a process on the submitting host
         if entry.get("host") == socket.gethostname():
             with contextlib.suppress(ValueError):
-                return "RUNNING" if _pid_alive(int(entry["job_id"])) else "FINISHED"
+                return "RUNNING" if pid_alive(int(entry["job_id"])) else "FINISHED"
         return "UNKNOWN"
     if executor == "slurm":
         try:
@@ -646,13 +484,13 @@ def _group_state(group: RunGroup, store: RunStore, jobs: Mapping[str, dict], fol
     record = store.get(group.config)
     have = record.iterations_available() if record else 0
     out: dict[str, Any] = {"iterations": have, "note": ""}
-    holder = lock_holder(record.dir) if record else None
-    failed = record.read_json(FAILED_NAME) if record else None
+    holder = record.claim_holder() if record else None
+    failed = record.failure() if record else None
     entry = jobs.get(group.key)
     if have >= group.config.K:
         out["state"] = "done"
     elif holder:
-        out.update(state="running", note=_holder_text(holder))
+        out.update(state="running", note=holder_text(holder))
     elif entry and (state := _job_state(entry, folder)) in _ACTIVE_JOB_STATES:
         out.update(state="queued", note=f"{entry.get('executor')} job {entry.get('job_id')} {state}")
     elif failed:
@@ -937,7 +775,7 @@ def _tally(report: dict, result: Mapping[str, Any], echo: Callable[[str], None])
     outcome = result.get("outcome")
     if outcome == "held":
         report["held"] += 1
-        echo(f"  {result['key']}: claimed by {_holder_text(result.get('holder', {}))}; left to it")
+        echo(f"  {result['key']}: claimed by {holder_text(result.get('holder', {}))}; left to it")
     elif outcome == "trained":
         report["trained"] += 1
         before, after = result.get("iterations", [0, 0])
