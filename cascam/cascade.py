@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -43,18 +44,6 @@ def threshold_maps(cams: torch.Tensor, config: CascadeConfig) -> torch.Tensor:
         threshrule=config.ebayes_threshrule,
         standardize=config.ebayes_standardize,
     )
-
-
-def _batched_maps(
-    explainer: Explainer, model: nn.Module, images: torch.Tensor, targets: torch.Tensor, batch_size: int
-) -> torch.Tensor:
-    device = next(model.parameters()).device
-    out = []
-    for start in range(0, len(images), batch_size):
-        xb = to_float_images(images[start : start + batch_size]).to(device, non_blocking=True)
-        tb = targets[start : start + batch_size].to(device)
-        out.append(explainer(model, xb, tb).float())
-    return torch.cat(out)
 
 
 def cascade_step(
@@ -250,7 +239,8 @@ def run_cascade(
     M_k = TH(CAM_k(x^(k))) for every image and x^(k+1) = MinMax(x^(k) ⊙ exp(−θ M_k)). Iterations
     already in the store are loaded, not retrained (their masks are recomputed from the saved
     models, which on CPU reproduces them exactly), so a run killed after iteration k resumes at
-    k + 1, and a finished run only loads.
+    k + 1, and a finished run only loads. Model 1 of another run that trained the same network
+    (:meth:`RunStore.first_model_for`) is taken instead of training it again.
 
     Per iteration the store records the history, timings (training, explanation, thresholding,
     masking) and the leakage diagnostic: validation accuracy of f_k on its own masked images, on
@@ -260,6 +250,67 @@ def run_cascade(
     progress = config.progress if progress is None else progress
     device = resolve_device(config.device)
     record = store.open(config)
+    data, load_seconds = _check_data(config, data)
+    train_index, valid_index = _fix_split(config, data, record)
+    run = _Run(config, store, record, data, train_index, valid_index, device, progress, load_seconds)
+    x = to_float_images(data.images)
+    models: list[CamNet] = []
+    bar = tqdm(range(1, config.K + 1), desc="CasCAM", unit="iter", disable=not progress)
+    for k in bar:
+        fitted = _train_or_load(run, k, x)
+        bar.set_postfix(iteration=k, state=fitted.source)
+        models.append(fitted.model)
+        x_next, timings = _step(run, k, fitted.model, x)
+        if not record.has_iteration(k):  # trained or shared here, and saved by nobody meanwhile
+            _save(record, k, fitted, timings, n_images=len(x))
+            pause_after_iteration(k)
+        if x_next is not None:
+            x = x_next
+    bar.close()
+    if not record.is_complete:
+        record.mark_complete()
+    return Cascade(config, record, data, train_index, valid_index, models, device)
+
+
+@dataclass
+class _Run:
+    """What every iteration of one :func:`run_cascade` call shares: the run, its data and its split."""
+
+    config: CascadeConfig
+    store: RunStore
+    record: RunRecord
+    data: ImageData
+    train_index: np.ndarray
+    valid_index: np.ndarray
+    device: torch.device
+    progress: bool
+    load_seconds: float
+
+    @cached_property
+    def original_valid(self) -> torch.Tensor:
+        """The validation images as they are, x^(1) (each model's accuracy on them is recorded)."""
+        return to_float_images(self.data.images)[self.valid_index]
+
+    @cached_property
+    def clean_valid(self) -> torch.Tensor | None:
+        """The validation images without their artifact, where the data has them."""
+        clean = self.data.clean_images
+        return to_float_images(clean[self.valid_index]) if clean is not None else None
+
+
+@dataclass
+class _Fitted:
+    """Model k with its training history and stats; ``source`` says whence: trained, loaded or shared."""
+
+    model: CamNet
+    history: list[dict] | None
+    stats: dict
+    source: str
+
+
+def _check_data(config: CascadeConfig, data: ImageData | None) -> tuple[ImageData, float]:
+    """The data (loaded unless given) and the seconds its loading took, once it fits the configuration:
+    images of the configured size and at least two of each class."""
     t0 = time.perf_counter()
     data = data if data is not None else load_data(config)
     load_seconds = time.perf_counter() - t0
@@ -275,82 +326,89 @@ def run_cascade(
                 f"data: class {data.class_names[c]!r} has {int((labels == c).sum())} image(s); "
                 "each class needs at least 2 (one to train, one to validate)"
             )
-    train_idx, valid_idx = split_indices(labels, config.valid_fraction, config.seed)
+    return data, load_seconds
+
+
+def _fix_split(config: CascadeConfig, data: ImageData, record: RunRecord) -> tuple[np.ndarray, np.ndarray]:
+    """The seeded, stratified train/validation split of every iteration, written to ``split.json``."""
+    train_idx, valid_idx = split_indices(data.labels, config.valid_fraction, config.seed)
     record.write_json(
         "split.json", {"train": train_idx.tolist(), "valid": valid_idx.tolist(), "data_meta": data.meta}
     )
-    x = to_float_images(data.images)
-    x_orig_valid = x[valid_idx]
-    clean_valid = to_float_images(data.clean_images[valid_idx]) if data.clean_images is not None else None
-    models: list[CamNet] = []
-    t_train, v_train = torch.as_tensor(train_idx), torch.as_tensor(valid_idx)
-    bar = tqdm(range(1, config.K + 1), desc="CasCAM", unit="iter", disable=not progress)
-    for k in bar:
-        explainer = get_explainer(config.explainer_for(k))
-        donor = store.find_first_model(config) if k == 1 and not record.has_iteration(k) else None
-        if record.has_iteration(k):
-            model = _load_model(record, k, config, device)
-            stats = record.stats(k)
-            bar.set_postfix(iteration=k, state="loaded")
-        elif donor is not None:
-            # Same data, seed and training settings: model 1 is the network another run trained.
-            model = _load_model(donor, 1, config, device)
-            history = donor.history(1).to_dict("records")
-            stats = {key: v for key, v in donor.stats(1).items() if key in _TRAINING_STATS}
-            stats.update(iteration=1, explainer=config.explainer_for(1), shared_from=donor.dir.name)
-            bar.set_postfix(iteration=k, state="shared")
-        else:
-            torch.manual_seed(config.seed * 1000 + k)
-            model = build_model(config.arch, num_classes=2, pretrained=config.pretrained)
-            result = train_classifier(
-                model,
-                x[t_train],
-                labels[t_train],
-                x[v_train],
-                labels[v_train],
-                epochs=config.epochs,
-                min_epochs=config.min_epochs,
-                patience=config.patience,
-                batch_size=config.batch_size,
-                lr=config.lr,
-                weight_decay=config.weight_decay,
-                seed=config.seed * 1000 + k,
-                device=device,
-                progress=progress,
-                desc=f"model {k}/{config.K}",
-            )
-            model, history = result.model, result.history
-            stats = {
-                "iteration": k,
-                "explainer": config.explainer_for(k),
-                "train_seconds": result.seconds,
-                "epochs_run": len(result.history),
-                "best_epoch": result.best_epoch,
-                "stopped_early": result.stopped_early,
-                "valid_accuracy_own": accuracy(model, x[valid_idx], labels[valid_idx]),
-                "valid_accuracy_original": accuracy(model, x_orig_valid, labels[valid_idx]),
-                "valid_accuracy_clean": (
-                    accuracy(model, clean_valid, labels[valid_idx]) if clean_valid is not None else None
-                ),
-                "data_load_seconds": load_seconds if k == 1 else 0.0,
-                "device": _describe(device),
-            }
-        models.append(model)
-        timings: dict = {}
-        _, _, x_next = cascade_step(
-            model, explainer, x, labels, config, mask=k < config.K, keep_maps=False, timings=timings
-        )
-        if not record.has_iteration(k):
-            stats.update(timings)
-            stats["n_images"] = len(x)
-            record.save_iteration(k, model, history, stats)
-            pause_after_iteration(k)
-        if x_next is not None:
-            x = x_next
-    bar.close()
-    if not record.is_complete:
-        record.mark_complete()
-    return Cascade(config, record, data, train_idx, valid_idx, models, device)
+    return train_idx, valid_idx
+
+
+def _train_or_load(run: _Run, k: int, x: torch.Tensor) -> _Fitted:
+    """Model k: loaded when the run folder holds it, model 1 of a run that trained the same network
+    when there is one, else trained on ``x`` = x^(k)."""
+    config, record = run.config, run.record
+    if record.has_iteration(k):
+        return _Fitted(_load_model(record, k, config, run.device), None, record.stats(k), "loaded")
+    donor = run.store.first_model_for(config) if k == 1 else None
+    if donor is not None:
+        # Same data, seed and training settings: model 1 is the network another run trained.
+        stats = {key: v for key, v in donor.stats(1).items() if key in _TRAINING_STATS}
+        stats.update(iteration=1, explainer=config.explainer_for(1), shared_from=donor.dir.name)
+        return _Fitted(_load_model(donor, 1, config, run.device), donor.history(1).to_dict("records"), stats, "shared")
+    return _train(run, k, x)
+
+
+def _train(run: _Run, k: int, x: torch.Tensor) -> _Fitted:
+    """Train model k on x^(k) with early stopping, and measure it on the validation split."""
+    config, labels, valid = run.config, run.data.labels, run.valid_index
+    t_train, v_train = torch.as_tensor(run.train_index), torch.as_tensor(valid)
+    torch.manual_seed(config.seed * 1000 + k)
+    model = build_model(config.arch, num_classes=2, pretrained=config.pretrained)
+    result = train_classifier(
+        model,
+        x[t_train],
+        labels[t_train],
+        x[v_train],
+        labels[v_train],
+        epochs=config.epochs,
+        min_epochs=config.min_epochs,
+        patience=config.patience,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        seed=config.seed * 1000 + k,
+        device=run.device,
+        progress=run.progress,
+        desc=f"model {k}/{config.K}",
+    )
+    model = result.model
+    stats = {
+        "iteration": k,
+        "explainer": config.explainer_for(k),
+        "train_seconds": result.seconds,
+        "epochs_run": len(result.history),
+        "best_epoch": result.best_epoch,
+        "stopped_early": result.stopped_early,
+        "valid_accuracy_own": accuracy(model, x[valid], labels[valid]),
+        "valid_accuracy_original": accuracy(model, run.original_valid, labels[valid]),
+        "valid_accuracy_clean": (
+            accuracy(model, run.clean_valid, labels[valid]) if run.clean_valid is not None else None
+        ),
+        "data_load_seconds": run.load_seconds if k == 1 else 0.0,
+        "device": _describe(run.device),
+    }
+    return _Fitted(model, result.history, stats, "trained")
+
+
+def _step(run: _Run, k: int, model: CamNet, x: torch.Tensor) -> tuple[torch.Tensor | None, dict]:
+    """x^(k+1) from model k's thresholded maps (None after the last iteration), with the step's timings."""
+    timings: dict = {}
+    explainer = get_explainer(run.config.explainer_for(k))
+    _, _, x_next = cascade_step(
+        model, explainer, x, run.data.labels, run.config, mask=k < run.config.K, keep_maps=False, timings=timings
+    )
+    return x_next, timings
+
+
+def _save(record: RunRecord, k: int, fitted: _Fitted, timings: dict, *, n_images: int) -> None:
+    """Commit iteration k to the run folder: model, history and stats with the step's timings."""
+    stats = {**fitted.stats, **timings, "n_images": n_images}
+    record.save_iteration(k, fitted.model, fitted.history, stats)
 
 
 #: The stats of an iteration that belong to training model k (copied when model 1 is shared).

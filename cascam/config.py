@@ -285,8 +285,7 @@ class CascadeConfig:
 
     def key(self) -> str:
         """A 12-hex-digit hash of the fields that determine the trained models (:meth:`training_dict`)."""
-        blob = json.dumps(self.training_dict(), sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        return _digest(self.training_dict())
 
     def replace(self, **changes: Any) -> CascadeConfig:
         """A copy with ``changes`` applied (and validated)."""
@@ -361,6 +360,10 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
 def first_model_key(training: Mapping[str, Any]) -> str:
     """The hash of a training dict (``CascadeConfig.training_dict()`` or a stored ``config.yaml``)
     without :data:`MASKING_FIELDS`: equal for every run whose first model is the same network."""
-    kept = {k: v for k, v in training.items() if k not in MASKING_FIELDS}
-    blob = json.dumps(kept, sort_keys=True, default=str)
+    return _digest({k: v for k, v in training.items() if k not in MASKING_FIELDS})
+
+
+def _digest(values: Mapping[str, Any]) -> str:
+    """12 hex digits of the SHA-256 of ``values`` as sorted JSON: the names of runs and of first models."""
+    blob = json.dumps(values, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]

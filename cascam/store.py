@@ -2,6 +2,8 @@
 
 Every file is written to a temporary name and renamed, so a killed job never leaves a half-written
 file that a reader would trust; ``status.json`` says ``complete`` only once the last iteration is saved.
+A record also hands out its folder's claim (:mod:`cascam.claims`: who trains it now), and the store
+finds the run whose model 1 another configuration may take instead of training it again.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import json
 import os
 import pickle
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ import torch
 import yaml
 from torch import nn
 
+from .claims import FAILED_NAME, HEARTBEAT_S, STALE_AFTER_S, RunLock, claim_run, lock_holder
 from .config import CascadeConfig, ConfigError, first_model_key, read_yaml
 
 __all__ = ["RunStore", "RunRecord", "atomic_write_bytes", "atomic_write_text", "default_store_root"]
@@ -96,6 +100,30 @@ class RunRecord:
         """Record that iterations 1..K are finished (never lowers a count a longer run recorded)."""
         done = max(self.config.K, int(self.status.get("iterations_complete", 0)))
         self.write_json("status.json", {"complete": True, "iterations_complete": done})
+
+    # ------------------------------------------------------------------ claims
+    def claim(
+        self, *, job: str | None = None, stale_after_s: float = STALE_AFTER_S, heartbeat_s: float = HEARTBEAT_S
+    ) -> RunLock:
+        """Claim this run for the calling process (:func:`~cascam.claims.claim_run`): a lock to release,
+        or :class:`~cascam.claims.LockHeld` when a live process holds it."""
+        return claim_run(self.dir, job=job, stale_after_s=stale_after_s, heartbeat_s=heartbeat_s)
+
+    def claim_holder(self, stale_after_s: float = STALE_AFTER_S) -> dict | None:
+        """The live holder of this run's claim (host, pid, job, time), or None when it is free or stale."""
+        return lock_holder(self.dir, stale_after_s)
+
+    def failure(self) -> dict | None:
+        """The last failure recorded by a holder of this run's claim (``failed.json``), or None."""
+        return self.read_json(FAILED_NAME)
+
+    def record_failure(self, error: str, lock: RunLock) -> None:
+        """Write ``failed.json`` (the error, the time, the holder) and log the failure."""
+        self.write_json(FAILED_NAME, {"error": error, "time": time.time(), **lock.info})
+        lock.log(f"failed: {error}")
+
+    def clear_failure(self) -> None:
+        (self.dir / FAILED_NAME).unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ iterations
     def iteration_dir(self, k: int) -> Path:
@@ -202,12 +230,13 @@ class RunStore:
         d = self.path(config)
         return RunRecord(d, config) if d.exists() else None
 
-    def find_first_model(self, config: CascadeConfig) -> RunRecord | None:
-        """Another run of this store whose model 1 is the network ``config`` would train first.
+    def first_model_for(self, config: CascadeConfig) -> RunRecord | None:
+        """The run whose model 1 ``config``'s run takes instead of training it, or None.
 
         Model 1 sees only the original images, so runs that differ only in masking parameters
         (θ, threshold, fill, explainer, K: :data:`~cascam.config.MASKING_FIELDS`) train the same
-        model 1. Returns the first such record with a committed iteration 1, or None.
+        model 1 (:func:`~cascam.config.first_model_key`). Returns the first other run of this store
+        with such a model 1 committed, or None.
         """
         if not self.root.exists():
             return None
