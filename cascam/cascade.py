@@ -1,4 +1,4 @@
-"""CasCAM: train, explain, threshold, mask, repeat — and combine the K maps (PAPER-MAP §1).
+"""CasCAM: train, explain, threshold, mask, repeat — and combine the K maps (docs/method.md, § The cascade).
 
 ``run_cascade`` trains (or loads from the run store) the K classifiers; ``Cascade.explain`` is the
 inference-only explanation with the trained models.
