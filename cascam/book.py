@@ -232,9 +232,11 @@ MATHJAX_PARTS = ("tex-chtml.js", "input/tex", "output/chtml", "ui", "a11y")
 
 
 def stage_mathjax(pages: Path) -> Path:
-    """Copy MathJax 3 from the installed ``django-static-mathjax`` package into ``pages/_static/mathjax``
-    (``_config.yml`` points ``mathjax_path`` there), so that the site renders maths with no internet.
-    Returns the folder. Raises ConfigError when the package is missing."""
+    """Copy MathJax 3 from the installed ``django-static-mathjax`` package into
+    ``pages/mathjax_static/mathjax``, which Sphinx copies to the site's ``_static/mathjax``
+    (``_config.yml``: ``html_static_path``, ``mathjax_path``), so that the site renders maths with no
+    internet. Not under the pages' ``_static``: Jupyter Book adds every script found there to every
+    page. Returns the folder. Raises ConfigError when the package is missing."""
     from importlib import resources
     from importlib.util import find_spec
 
@@ -242,7 +244,7 @@ def stage_mathjax(pages: Path) -> Path:
         raise ConfigError("book: MathJax is not installed; install the book's dependencies "
                           "(pip install -c constraints.txt -e '.[book]', or `make install`)")
     src = resources.files("mathjax") / "static" / "mathjax" / "es5"
-    dest = Path(pages) / "_static" / "mathjax"
+    dest = Path(pages) / "mathjax_static" / "mathjax"
     for part in MATHJAX_PARTS:
         origin, target = Path(str(src / part)), dest / part
         if origin.is_dir():
