@@ -100,7 +100,9 @@ _VISIBILITY_TAGS = {"hide-input", "hide-output", "hide-cell", "remove-input", "r
 def _prepare(executed_path: Path, profile: str, params: dict[str, Any]) -> None:
     """Make the executed page read as a page: hide the parameters cell and papermill's injected cell,
     fold every other code cell (``hide-input``, unless the source chose another visibility tag or
-    ``show-input``), and put the folded "this page was run with" box at the end of the page."""
+    ``show-input``), put the "Findings of this build" box (the page's recorded claims with their
+    verdicts, :func:`cascam.bookkit.findings_markdown`) under the title, and the folded "this page
+    was run with" box at the end of the page."""
     import nbformat
 
     nb = nbformat.read(executed_path, as_version=4)
@@ -113,6 +115,12 @@ def _prepare(executed_path: Path, profile: str, params: dict[str, Any]) -> None:
         if tags:
             cell.metadata["tags"] = sorted(tags)
     nb.cells.append(_run_with_cell(nbformat, profile, params))
+    from .bookkit import findings_markdown
+
+    box = findings_markdown(Path(executed_path).stem)
+    if box:  # findings first: right under the page's title and introduction
+        at = next((i + 1 for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.lstrip().startswith("# ")), 0)
+        nb.cells.insert(at, nbformat.v4.new_markdown_cell(box))
     nbformat.write(nb, executed_path)
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "record_result",
     "load_results",
     "verdict_summary",
+    "findings_markdown",
     "pages_dir",
     "store",
 ]
@@ -193,6 +194,22 @@ def load_results() -> pd.DataFrame:
     if len(frame):
         frame = frame.iloc[sorted(range(len(frame)), key=lambda i: order(frame["item"].iloc[i]))]
     return frame.reset_index(drop=True)
+
+
+def findings_markdown(page: str) -> str | None:
+    """The page's findings as a MyST "Findings" box, one line per claim the page recorded: the item,
+    this build's numbers, the verdict and its evidence (difference, interval, images and seeds).
+    None when the page recorded no claim. ``cascam book`` puts it under the page's title."""
+    results = load_results()
+    mine = results[results["page"] == page] if len(results) else results
+    if not len(mine):
+        return None
+    lines = []
+    for _, r in mine.iterrows():
+        evidence = r["evidence_text"] if isinstance(r["evidence_text"], str) and r["evidence_text"] else r["reason"]
+        lines.append(f"- **{r['item']}** — {r['ours']}. The paper's claim ({r['claim']}): **{r['verdict']}**"
+                     + (f" — {evidence}" if isinstance(evidence, str) and evidence else "") + ".")
+    return ":::{admonition} Findings of this build\n:class: tip\n\n" + "\n".join(lines) + "\n:::\n"
 
 
 def verdict_summary(results: pd.DataFrame) -> str:

@@ -120,6 +120,17 @@ def test_no_raw_python_output_on_any_page(site, needle):
         assert needle not in _outputs(page), f"{page.name} shows raw Python output ({needle!r})"
 
 
+def test_findings_come_first(site):
+    from cascam.verdicts import VERDICTS
+
+    for name in ("03_qualitative", "04_table5", "05_parameters", "06_cost", "07_limitations", "08_shortcuts"):
+        page = (site / f"{name}.html").read_text()
+        box = page.find("Findings of this build")
+        first_output = min(i for i in (page.find('class="cell_output'), page.find("<table")) if i >= 0)
+        assert 0 <= box < first_output, f"{name}: the findings box is not above the first figure or table"
+        assert any(f"<strong>{w}</strong>" in page[box:first_output] for w in VERDICTS), name
+
+
 def test_code_is_folded_on_every_page(site):
     for page in sorted(site.glob("[0-9]*.html")) + [site / "index.html"]:
         cells = re.findall(r'<div class="cell((?: tag_[^" ]+)*) docutils container">', page.read_text(errors="replace"))

@@ -38,3 +38,32 @@ def test_a_status_record_carries_the_verdict_and_its_evidence(tmp_path, monkeypa
     assert verdict_summary(results) == "1 held, 0 contradicted, 0 inconclusive, 1 not testable"
     with pytest.raises(TypeError, match="verdict must be"):
         record_result("Table 6", profile="smoke", ours="x", paper="y", claim="z", verdict=True, page="05_parameters")
+
+
+def test_prepare_folds_code_and_puts_findings_under_the_title(tmp_path, monkeypatch):
+    import nbformat
+
+    from cascam.book import PAGES_DIR, _prepare
+
+    (tmp_path / "_config.yml").write_text("title: test\n")
+    monkeypatch.setenv("CASCAM_BOOK_ROOT", str(tmp_path))
+    record_result("Table 5", profile="smoke", ours="PG 20 %", paper="y", claim="CasCAM is best", page="04_table5",
+                  verdict=paired_verdict(np.ones(20), np.zeros(20), metric="pointing game", compared="CasCAM − CAM"))
+    v4 = nbformat.v4
+    nb = v4.new_notebook(cells=[
+        v4.new_markdown_cell("# Table 5\n\nWhat the page shows."),
+        v4.new_code_cell("profile = 'smoke'", metadata={"tags": ["parameters"]}),
+        v4.new_code_cell("x = 1"),
+        v4.new_code_cell("plumbing()", metadata={"tags": ["remove-input"]}),
+        v4.new_markdown_cell("## Discussion"),
+    ])
+    path = tmp_path / PAGES_DIR / "04_table5.ipynb"
+    nbformat.write(nb, path)
+    _prepare(path, "smoke", {"profile": "smoke"})
+    cells = nbformat.read(path, as_version=4).cells
+    assert cells[0].source.startswith("# Table 5")
+    assert cells[1].cell_type == "markdown" and "Findings of this build" in cells[1].source
+    assert "**Table 5** — PG 20 %" in cells[1].source and "**held**" in cells[1].source and "20 images" in cells[1].source
+    tags = [c.metadata.get("tags", []) for c in cells if c.cell_type == "code"]
+    assert tags == [["parameters", "remove-cell"], ["hide-input"], ["remove-input"]]
+    assert "This page was run with" in cells[-1].source and ":class: dropdown" in cells[-1].source
