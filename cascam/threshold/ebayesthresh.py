@@ -13,7 +13,8 @@ marginal maximum likelihood, then each :math:`x_i` is replaced by its posterior 
 thresholding rule), posterior mean, or hard/soft thresholded value.
 
 Every function keeps R's argument names, defaults and numerical recipe: R's ``pnorm``/``dnorm``
-algorithms, its fixed 30-step bisections, its long-double ``sum`` in the likelihood, and for the
+algorithms, ``exp`` and ``log`` of the C library as R's (not numpy's own SIMD kernels), its fixed
+30-step bisections, its long-double ``sum`` in the likelihood, and for the
 estimate of ``a`` R's ``optim(method="L-BFGS-B")`` (L-BFGS-B 2.3 with R's finite-difference gradient)
 step for step. Results agree with R's to about 1e-13 relative, ``a`` estimated or not (checked
 against 2603 outputs of the R package in ``tests/test_ebayesthresh.py``). R's dotted names become
@@ -87,6 +88,67 @@ _DBL_EPSILON = float(np.finfo(float).eps)
 # ----------------------------------------------------------------------------------------------
 
 
+# R's exp() and log(): R evaluates them with the C library (glibc on Linux), and so does Python's
+# math.exp/math.log. numpy's np.exp/np.log are the C library's only where numpy has no kernel of its
+# own for the CPU: on x86-64 with AVX-512, numpy computes float64 exp and log with its own vectorised
+# code (SVML), which differs from glibc's in the last bit for a few percent of arguments (numpy
+# issue #23523). One ulp matters where R's formulas cancel: in postmean.cauchy,
+# x - 2(1 - e^(-x^2/2))/x for |x| ~ 1e-4 is pure rounding noise of e^(-x^2/2), amplified by ~1/x^3,
+# so R's posterior mean there changes by up to ~1e-2 with one ulp of exp; likewise the path of R's
+# L-BFGS-B (and whether it meets a non-finite likelihood) follows every bit of the likelihood. So
+# every exp and log that R evaluates is evaluated here by the C library: by numpy when numpy's
+# results equal the C library's on a probe of arguments (checked once, at import), else element by
+# element with math.exp/math.log (slower, the same bits).
+_EXP_OVERFLOW = 709.782712893384  # log(DBL_MAX): above it exp() is inf (math.exp raises instead)
+
+
+def _libm_exp(x: ArrayLike) -> np.ndarray:
+    """``exp(x)`` element-wise by the C library's ``exp`` (``math.exp``), with IEEE results (inf, 0)."""
+    x = np.asarray(x, dtype=np.float64)
+    flat = np.where(x > _EXP_OVERFLOW, np.inf, x).ravel().tolist()
+    return np.fromiter(map(math.exp, flat), dtype=np.float64, count=len(flat)).reshape(x.shape)
+
+
+def _libm_log(x: ArrayLike) -> np.ndarray:
+    """``log(x)`` element-wise by the C library's ``log`` (``math.log``): -inf at 0, NaN below 0."""
+    x = np.asarray(x, dtype=np.float64)
+    pos = x > 0
+    out = np.where(x == 0, -np.inf, np.nan)
+    out[pos] = np.fromiter(map(math.log, x[pos].tolist()), dtype=np.float64, count=int(pos.sum()))
+    return out
+
+
+def _probe_arguments() -> tuple[np.ndarray, np.ndarray]:
+    """Arguments on which numpy's exp and log are compared with the C library's (the ranges used here)."""
+    grid = np.geomspace(1e-12, 40.0, 3000)
+    exp_args = np.concatenate([-0.5 * grid * grid, np.linspace(-745.0, 709.0, 3001), grid * 2.5])
+    log_args = np.concatenate([np.geomspace(1e-300, 1e300, 2000), 1.0 + np.linspace(-0.999, 9.0, 3001)])
+    return exp_args, log_args
+
+
+def _numpy_is_libm() -> dict[str, bool]:
+    """Whether numpy's float64 exp and log give the C library's bits on this CPU (probed)."""
+    exp_args, log_args = _probe_arguments()
+    with np.errstate(all="ignore"):
+        return {
+            "exp": bool(np.array_equal(np.exp(exp_args), _libm_exp(exp_args))),
+            "log": bool(np.array_equal(np.log(log_args), _libm_log(log_args))),
+        }
+
+
+_NUMPY_IS_LIBM = _numpy_is_libm()
+
+
+def _exp(x: ArrayLike) -> np.ndarray:
+    """R's ``exp(x)``: the C library's exp, element-wise (numpy's where that is the same)."""
+    return np.exp(x) if _NUMPY_IS_LIBM["exp"] else _libm_exp(x)
+
+
+def _log(x: ArrayLike) -> np.ndarray:
+    """R's ``log(x)``: the C library's log, element-wise (numpy's where that is the same)."""
+    return np.log(x) if _NUMPY_IS_LIBM["log"] else _libm_log(x)
+
+
 def _vec(x: ArrayLike, name: str = "x") -> np.ndarray:
     """``x`` as a 1-d float64 array (R vectors are 1-d; a scalar becomes length 1)."""
     try:
@@ -105,7 +167,7 @@ def _dnorm(x: np.ndarray) -> np.ndarray:
     ax = np.abs(x)
     out = ax * ax
     out *= -0.5
-    np.exp(out, out=out)
+    out = _exp(out)
     out *= _M_1_SQRT_2PI
     big = ax >= 5
     if big.any():
@@ -114,7 +176,7 @@ def _dnorm(x: np.ndarray) -> np.ndarray:
         x1 = np.rint(xb * 65536.0) / 65536.0
         x2 = xb - x1
         with np.errstate(invalid="ignore"):
-            vb = _M_1_SQRT_2PI * (np.exp(-0.5 * x1 * x1) * np.exp((-0.5 * x2 - x1) * x2))
+            vb = _M_1_SQRT_2PI * (_exp(-0.5 * x1 * x1) * _exp((-0.5 * x2 - x1) * x2))
         vb[xb > _DNORM_ZERO] = 0.0
         out[big] = vb
     return out
@@ -213,7 +275,7 @@ def _pnorm(x: np.ndarray) -> np.ndarray:
             xd = xv
         xs = np.trunc(xd * 16.0) / 16.0
         dl = (xd - xs) * (xd + xs)
-        cum = np.exp(-xs * (xs / 2)) * np.exp(-(dl / 2)) * temp
+        cum = _exp(-xs * (xs / 2)) * _exp(-(dl / 2)) * temp
         out[region] = np.where(xv > 0, 1.0 - cum, cum)
     if r4.any():
         out[r4] = np.where(x[r4] > 0, 1.0, 0.0)
@@ -265,8 +327,8 @@ def _pnorm1(x: float) -> float:
 _qnorm = special.ndtri  # Φ⁻¹(p)
 
 
-# Scalar twins of the vector formulas, operation for operation (math.exp is glibc's exp, as numpy's
-# here), for the 30-step bisections on one unknown where numpy's per-call overhead would dominate.
+# Scalar twins of the vector formulas, operation for operation (math.exp is the C library's exp, as
+# _exp), for the 30-step bisections on one unknown where numpy's per-call overhead would dominate.
 def _dnorm1(x: float) -> float:
     ax = abs(x)
     if ax < 5:
@@ -491,7 +553,7 @@ def cauchy_threshzero(z: ArrayLike, w: ArrayLike) -> np.ndarray:
     z = _vec(z, "z")
     w = _vec(w, "w")
     with np.errstate(divide="ignore", invalid="ignore"):
-        return _pnorm(z) - z * _dnorm(z) - 0.5 - (z**2 * np.exp(-(z**2) / 2) * (1 / w - 1)) / 2
+        return _pnorm(z) - z * _dnorm(z) - 0.5 - (z**2 * _exp(-(z**2) / 2) * (1 / w - 1)) / 2
 
 
 def cauchy_medzero(x: ArrayLike, z: ArrayLike, w: ArrayLike) -> np.ndarray:
@@ -508,7 +570,7 @@ def cauchy_medzero(x: ArrayLike, z: ArrayLike, w: ArrayLike) -> np.ndarray:
     dnhh = _dnorm(hh)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         yleft = _pnorm(hh) - z * dnhh + ((z * x - 1) * dnhh * _pnorm(-x)) / _dnorm(x)
-        yright2 = 1 + np.exp(-(z**2) / 2) * (z**2 * (1 / w - 1) - 1)
+        yright2 = 1 + _exp(-(z**2) / 2) * (z**2 * (1 / w - 1) - 1)
     return yright2 / 2 - yleft
 
 
@@ -645,7 +707,7 @@ def postmean_laplace(x: ArrayLike, s: ArrayLike = 1.0, w: ArrayLike = 0.5, a: fl
     xma = np.maximum(ax / s - s * a, -35.0)
     cp1 = _pnorm(xma)
     cp2 = _pnorm(-xpa)
-    ef = np.exp(np.minimum(2 * a * ax, 100.0))
+    ef = _exp(np.minimum(2 * a * ax, 100.0))
     postmeancond = ax - a * s**2 * (2 * cp1 / (cp1 + ef * cp2) - 1)
     return sx * wpost * postmeancond
 
@@ -660,7 +722,7 @@ def postmean_cauchy(x: ArrayLike, w: ArrayLike) -> np.ndarray:
     w = _vec(w, "w")
     nz = x != 0
     xs = np.where(nz, x, 1.0)
-    ex = np.exp(-(xs**2) / 2)
+    ex = _exp(-(xs**2) / 2)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = w * (xs - (2 * (1 - ex)) / xs)
         z = z / (w * (1 - ex) + (1 - w) * ex * xs**2)
@@ -815,7 +877,7 @@ def _negloglik_parts(
 
 def _negloglik_from_parts(u: float, wlo: float, whi: float, beta: np.ndarray) -> float:
     with np.errstate(invalid="ignore", divide="ignore"):
-        loglik = _rsum(np.log(1 + (u * (whi - wlo) + wlo) * beta))
+        loglik = _rsum(_log(1 + (u * (whi - wlo) + wlo) * beta))
     return float(-loglik)
 
 
@@ -1794,7 +1856,7 @@ def zetafromx(
             zstep = zstep / 2
             ze = ze + zstep * np.sign(likd)
         zlmax.append(float(ze))
-    zm = np.array([np.sum(np.log(1 + cb * np.maximum(zs1, np.minimum(z, zs2)))) for z in zlmax])
+    zm = np.array([np.sum(_log(1 + cb * np.maximum(zs1, np.minimum(z, zs2)))) for z in zlmax])
     zeta = float(np.min(np.asarray(zlmax)[zm == zm.max()]))
     w = np.minimum(1.0, np.maximum(zeta * cs, pilo))
     return {"zeta": zeta, "w": w, "cs": cs, "pilo": float(pilo)}
