@@ -831,7 +831,8 @@ def _wfromx(
     def score(w: float) -> float:  # Σ β/(1 + wβ), without temporaries
         np.multiply(beta, w, out=buf)
         np.add(buf, 1.0, out=buf)
-        np.divide(beta, buf, out=buf)
+        with np.errstate(divide="ignore", invalid="ignore"):  # β = -1 at w = 1: -inf, as in R
+            np.divide(beta, buf, out=buf)
         return float(buf.sum())
 
     whi = 1.0
