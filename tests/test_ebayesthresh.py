@@ -24,6 +24,7 @@ import pytest
 import torch
 
 from cascam.threshold import ebayesthresh as eb
+from cascam.threshold import maps, rmath
 
 RTOL, ATOL = 1e-6, 1e-8
 RTOL_A_ESTIMATED = 1e-4
@@ -297,8 +298,8 @@ def test_regression_cases_where_numpy_exp_and_log_are_not_the_c_librarys(monkeyp
     # exp into a different answer: the port must notice and use the C library's.
     monkeypatch.setattr(np, "exp", _one_ulp_off(np.exp))
     monkeypatch.setattr(np, "log", _one_ulp_off(np.log))
-    monkeypatch.setattr(eb, "_NUMPY_IS_LIBM", eb._numpy_is_libm())
-    assert eb._NUMPY_IS_LIBM == {"exp": False, "log": False}
+    monkeypatch.setattr(rmath, "_NUMPY_IS_LIBM", rmath._numpy_is_libm())
+    assert rmath._NUMPY_IS_LIBM == {"exp": False, "log": False}
     cases = load_regression_cases()
     failures = failing_cases(cases)
     assert not failures, f"{len(failures)}/{len(cases)} cases differ from R:\n" + "\n".join(failures[:20])
@@ -400,9 +401,9 @@ def test_torch_ops_match_numpy_ops(kw: dict) -> None:
     params.update(kw)
     x = _toy_cams().reshape(6, -1)
     x[:, ::7] *= 12.0  # reach the large-|x| branches (|x|/σ > 25, > 35)
-    got = eb._batched_maps(eb._TorchOps, x.clone(), **params).numpy()
+    got = maps._batched_maps(maps._TorchOps, x.clone(), **params).numpy()
     with np.errstate(all="ignore"):
-        want = eb._batched_maps(eb._NumpyOps, x.numpy().copy(), **params)
+        want = maps._batched_maps(maps._NumpyOps, x.numpy().copy(), **params)
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
 
 
