@@ -10,15 +10,18 @@ import sys
 from pathlib import Path
 
 from .config import CascadeConfig, ConfigError
+from .threshold.ebayesthresh import PRIORS
+from .threshold.maps import MAP_THRESHRULES, STANDARDIZE
 
 __all__ = ["main"]
 
-_CONFIG_HELP = """\
+_CONFIG_HELP = f"""\
 Configuration parameters (YAML file and/or --set key=value; see cascam.config.CascadeConfig):
   data=synthetic|folder|oxford  data_path=DIR  variant=single|multi_artifact|multi_object
   n_images=2400  image_size=64  valid_fraction=0.1667  artifact=true
   K=5  theta=0.3  threshold=none|topk|ebayes  topk=10  lam=0.1
-  ebayes_prior=laplace|cauchy  ebayes_a=0.5|null  ebayes_threshrule=median|mean|soft|hard
+  ebayes_prior={"|".join(PRIORS)}  ebayes_a=0.5|null  ebayes_threshrule={"|".join(MAP_THRESHRULES)}
+  ebayes_standardize={"|".join(STANDARDIZE)}
   explainer=cam|gradcam|gradcam++|scorecam|xgradcam|layercam|hirescam|fullgrad|eigengradcam|ablationcam
             (or a list of K names, one per iteration: explainer=[cam,gradcam,cam])
   combine=paper|code  explain_on=original|masked  fill=multiply|mean|blur|inpaint
