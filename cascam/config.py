@@ -19,6 +19,9 @@ import yaml
 
 from .data.synthetic import SYNTHETIC_VARIANTS as VARIANTS
 from .masking import COMBINES, FILLS
+from .threshold.ebayesthresh import PRIORS as EBAYES_PRIORS
+from .threshold.maps import MAP_THRESHRULES as EBAYES_THRESHRULES
+from .threshold.maps import STANDARDIZE as EBAYES_STANDARDIZE
 
 __all__ = [
     "CascadeConfig",
@@ -192,7 +195,7 @@ class CascadeConfig:
         if not 0 < topk <= 100:
             raise ConfigError(f"topk: percent of pixels kept must be in (0, 100]; got {self.topk!r}")
         set_(self, "topk", topk)
-        set_(self, "ebayes_prior", _choice("ebayes_prior", self.ebayes_prior, ("laplace", "cauchy")))
+        set_(self, "ebayes_prior", _choice("ebayes_prior", self.ebayes_prior, EBAYES_PRIORS))
         if self.ebayes_a is not None:
             a = _finite("ebayes_a", self.ebayes_a)
             if a <= 0:
@@ -201,9 +204,9 @@ class CascadeConfig:
         set_(
             self,
             "ebayes_threshrule",
-            _choice("ebayes_threshrule", self.ebayes_threshrule, ("median", "mean", "soft", "hard")),
+            _choice("ebayes_threshrule", self.ebayes_threshrule, EBAYES_THRESHRULES),
         )
-        set_(self, "ebayes_standardize", _choice("ebayes_standardize", self.ebayes_standardize, ("max", "none", "median")))
+        set_(self, "ebayes_standardize", _choice("ebayes_standardize", self.ebayes_standardize, EBAYES_STANDARDIZE))
         lam = _finite("lam", self.lam)
         if lam < 0:
             raise ConfigError(f"lam: decay λ must be ≥ 0; got {self.lam!r}")

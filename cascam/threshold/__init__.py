@@ -1,4 +1,6 @@
-"""Thresholding schemes TH applied to each CAM before masking and combination (PAPER-MAP §1)."""
+"""Thresholding schemes TH applied to each CAM before masking and combination (CasCAM's threshold step,
+Choi, Kim & Choi, CMES 2026): keep the top k % of each map, or empirical Bayes thresholding
+(:mod:`cascam.threshold.maps`, after the R package EbayesThresh: :mod:`cascam.threshold.ebayesthresh`)."""
 
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ def apply_threshold(cams: torch.Tensor, scheme: str, *, topk: float = 10.0, **eb
     Args:
         cams: ``(B, H, W)`` raw maps.
         scheme: ``none`` (identity), ``topk`` (keep the top ``topk`` %), ``ebayes`` (empirical Bayes
-            thresholding, :func:`cascam.threshold.ebayesthresh.ebayes_threshold_maps`, with
+            thresholding, :func:`cascam.threshold.maps.ebayes_threshold_maps`, with
             ``ebayes_options`` such as ``prior``, ``a``, ``threshrule``, ``standardize``).
     """
     cams = cams.clamp_min(0)
@@ -49,7 +51,7 @@ def apply_threshold(cams: torch.Tensor, scheme: str, *, topk: float = 10.0, **eb
     if scheme == "topk":
         return topk_threshold(cams, topk)
     if scheme == "ebayes":
-        from .ebayesthresh import ebayes_threshold_maps
+        from .maps import ebayes_threshold_maps
 
         return ebayes_threshold_maps(cams, **ebayes_options).clamp_min(0)
     raise ValueError(f"threshold: unknown scheme {scheme!r}; choose one of none, topk, ebayes")
