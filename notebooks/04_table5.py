@@ -46,6 +46,7 @@ lr = 0.002
 device = "auto"
 seed = 0
 n_eval = 200
+seeds = None  # replications (data, split and initialisation); None = [seed]
 
 # %%
 import numpy as np
@@ -59,12 +60,20 @@ from cascam.stats import paired_differences, summarize
 from cascam.verdicts import all_of, compare_in_frame, not_testable
 
 cfg = config_from_params(**{k: v for k, v in globals().items() if not k.startswith("_")}, progress=False)
-cascade = run_cascade(cfg, store())
-scores = evaluate(cascade, ALL_METHODS, n_images=n_eval or None)
+seed_list = [int(s) for s in (seeds or [seed])]
+cascades = {s: run_cascade(cfg.replace(seed=s), store()) for s in seed_list}
+cascade = cascades[seed_list[0]]
+scores = pd.concat([evaluate(c, ALL_METHODS, n_images=n_eval or None).assign(seed=s) for s, c in cascades.items()],
+                   ignore_index=True)
+scores["uid"] = scores["seed"].astype(str) + ":" + scores["image"].astype(str)  # an image of one replication
 has_objects = "average_precision" in scores.columns
 paper = paper_values()["table5"]
-print(f"run {cascade.record.dir.name}: K={cfg.K}, θ={cfg.theta}, threshold={cfg.threshold} {cfg.topk:g} %, "
-      f"λ={cfg.lam}; {scores['image'].nunique()} validation images")
+n_valid = scores.groupby("seed")["image"].nunique()
+display(Markdown(
+    f"CasCAM with K = {cfg.K}, θ = {cfg.theta}, threshold {cfg.threshold} {cfg.topk:g} %, λ = {cfg.lam}, on "
+    f"{len(seed_list)} seed(s) ({', '.join(map(str, seed_list))}; a seed fixes the data, the split and the "
+    f"initialisation) × {int(n_valid.iloc[0])} validation images each. Means are over all of them; verdicts resample "
+    "seeds, then images within a seed" + (" (one seed: images only)." if len(seed_list) == 1 else ".")))
 
 # %% [markdown]
 # ## Table 5, this run beside the paper
@@ -132,10 +141,16 @@ if has_objects:
 # %%
 if has_objects:
     summary = summarize(scores, list(METRICS), by="method")
+    if len(seed_list) > 1:
+        per_seed = scores.groupby(["method", "seed"])["pointing_game"].mean().unstack("seed").reindex(order) * 100
+        per_seed.columns = [f"seed {c}" for c in per_seed.columns]
+        per_seed["spread (max − min)"] = per_seed.max(axis=1) - per_seed.min(axis=1)
+        show_table(per_seed, "5s", "Pointing game (%) per seed: the spread across replications, beside which "
+                   "every difference between methods should be read.", name="table5_seeds")
     show_table(summary.set_index(["method", "metric"]) if "metric" in summary.columns else summary,
                "5c", "Mean, standard deviation and bootstrap 95 % interval over images, per method and metric.",
                name="table5_intervals")
-    diffs = paired_differences(scores, "iou", baseline="FullGrad", by="method", id_col="image")
+    diffs = paired_differences(scores, "iou", baseline="FullGrad", by="method", id_col="uid")
     show_table(diffs, "5d", "IoU: paired difference of each method against FullGrad with its bootstrap 95 % "
                "interval and Cohen's d (the paper's effect-size remark).", name="table5_effect_sizes")
 
@@ -166,7 +181,7 @@ show_table(art, "5e", "Artifact pointing rate and artifact energy (and, where me
 from dataclasses import replace as _with
 
 if has_objects:
-    reading_rows, reading_frames = [], {}
+    reading_rows, reading_frames = [], {}  # on the first seed's run
     for combine in ("paper", "code"):
         for explain_on in ("original", "masked"):
             name = f"{combine} / {explain_on}"
@@ -177,8 +192,8 @@ if has_objects:
                                  "PointingGame": 100 * sc["pointing_game"].mean(), "AP": sc[AP_TRAPEZOID].mean(),
                                  "box energy": sc["artifact_energy"].mean() if "artifact_energy" in sc else float("nan")})
     readings = pd.DataFrame(reading_rows).set_index("reading")
-    show_table(readings, "5f", f"CasCAM under the four readings (combine × explain_on), the same {scores['image'].nunique()} "
-               "validation images and models. Pointing game in %, AP the authors' (trapezoid).", name="table5_readings")
+    show_table(readings, "5f", f"CasCAM under the four readings (combine × explain_on), the same "
+               f"{int(n_valid.iloc[0])} validation images and models (seed {seed_list[0]}). Pointing game in %, AP the authors' (trapezoid).", name="table5_readings")
     spread = all_of(compare_in_frame(pd.concat([reading_frames[a], reading_frames["paper / original"]]), a, "paper / original",
                                      "pointing_game", label="pointing game") for a in reading_frames if a != "paper / original")
     display(Markdown(
