@@ -15,11 +15,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 
 from .config import ConfigError, parse_overrides, read_yaml
+from .verdicts import VERDICTS
 
-__all__ = ["build_book", "load_profile", "notebook_order", "repo_root", "PAGES_DIR"]
+__all__ = [
+    "build_book", "load_profile", "notebook_order", "repo_root", "PAGES_DIR", "load_results", "verdict_summary",
+    "findings_markdown",
+]
 
 #: Where executed notebooks go, relative to the repository root.
 PAGES_DIR = Path("book") / "_build" / "pages"
@@ -115,8 +120,6 @@ def _prepare(executed_path: Path, profile: str, params: dict[str, Any]) -> None:
         if tags:
             cell.metadata["tags"] = sorted(tags)
     nb.cells.append(_run_with_cell(nbformat, profile, params))
-    from .bookkit import findings_markdown
-
     box = findings_markdown(Path(executed_path).stem)
     if box:  # findings first: right under the page's title and introduction
         at = next((i + 1 for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.lstrip().startswith("# ")), 0)
@@ -161,6 +164,54 @@ def execute_notebook(name: str, profile_name: str, params: dict[str, Any], root:
         staged.unlink(missing_ok=True)
     _prepare(out, profile_name, {**use})
     return out
+
+
+RESULT_COLUMNS = ["item", "profile", "ours", "paper", "claim", "verdict", "evidence_text", "reason", "page", "anchor"]
+
+
+def load_results() -> pd.DataFrame:
+    """All recorded results, ordered Figure 1–8 then Table 5–13 (records of an older format, without a
+    verdict, are read as ``not testable``)."""
+    d = repo_root() / PAGES_DIR / "results"
+    rows = [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))] if d.exists() else []
+    for row in rows:
+        if row.get("verdict") not in VERDICTS:
+            row.update(verdict="not testable", evidence_text="", reason="recorded by an older build without a verdict")
+    frame = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+    def order(item: str) -> tuple[int, float]:
+        kind, _, num = item.partition(" ")
+        try:
+            n = float(num.split("–")[0])
+        except ValueError:
+            n = 99.0
+        return (0 if kind == "Figure" else 1, n)
+
+    if len(frame):
+        frame = frame.iloc[sorted(range(len(frame)), key=lambda i: order(frame["item"].iloc[i]))]
+    return frame.reset_index(drop=True)
+
+
+def findings_markdown(page: str) -> str | None:
+    """The page's findings as a MyST "Findings" box, one line per claim the page recorded: the item,
+    this build's numbers, the verdict and its evidence (difference, interval, images and seeds).
+    None when the page recorded no claim. ``cascam book`` puts it under the page's title."""
+    results = load_results()
+    mine = results[results["page"] == page] if len(results) else results
+    if not len(mine):
+        return None
+    lines = []
+    for _, r in mine.iterrows():
+        evidence = r["evidence_text"] if isinstance(r["evidence_text"], str) and r["evidence_text"] else r["reason"]
+        lines.append(f"- **{r['item']}** — {r['ours']}. The paper's claim ({r['claim']}): **{r['verdict']}**"
+                     + (f" — {evidence}" if isinstance(evidence, str) and evidence else "") + ".")
+    return ":::{admonition} Findings of this build\n:class: tip\n\n" + "\n".join(lines) + "\n:::\n"
+
+
+def verdict_summary(results: pd.DataFrame) -> str:
+    """"4 held, 1 contradicted, 6 inconclusive, 9 not testable" — the landing page's summary line."""
+    counts = results["verdict"].value_counts() if len(results) else pd.Series(dtype=int)
+    return ", ".join(f"{int(counts.get(w, 0))} {w}" for w in VERDICTS)
 
 
 def clear_results(root: Path, page: str) -> int:

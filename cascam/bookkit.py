@@ -17,8 +17,9 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from .book import findings_markdown, load_results, verdict_summary
 from .config import CascadeConfig
-from .verdicts import VERDICTS, Verdict
+from .verdicts import Verdict
 
 __all__ = [
     "config_from_params",
@@ -168,54 +169,6 @@ def record_result(
     row = {"item": item, "profile": profile, "ours": ours, "paper": paper, "claim": claim, "page": page,
            "anchor": anchor, **verdict.to_dict(), "evidence_text": verdict.text()}
     (d / f"{item.replace(' ', '_')}.json").write_text(json.dumps(row, indent=2, default=float))
-
-
-RESULT_COLUMNS = ["item", "profile", "ours", "paper", "claim", "verdict", "evidence_text", "reason", "page", "anchor"]
-
-
-def load_results() -> pd.DataFrame:
-    """All recorded results, ordered Figure 1–8 then Table 5–13 (records of an older format, without a
-    verdict, are read as ``not testable``)."""
-    d = pages_dir() / "results"
-    rows = [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))] if d.exists() else []
-    for row in rows:
-        if row.get("verdict") not in VERDICTS:
-            row.update(verdict="not testable", evidence_text="", reason="recorded by an older build without a verdict")
-    frame = pd.DataFrame(rows, columns=RESULT_COLUMNS)
-
-    def order(item: str) -> tuple[int, float]:
-        kind, _, num = item.partition(" ")
-        try:
-            n = float(num.split("–")[0])
-        except ValueError:
-            n = 99.0
-        return (0 if kind == "Figure" else 1, n)
-
-    if len(frame):
-        frame = frame.iloc[sorted(range(len(frame)), key=lambda i: order(frame["item"].iloc[i]))]
-    return frame.reset_index(drop=True)
-
-
-def findings_markdown(page: str) -> str | None:
-    """The page's findings as a MyST "Findings" box, one line per claim the page recorded: the item,
-    this build's numbers, the verdict and its evidence (difference, interval, images and seeds).
-    None when the page recorded no claim. ``cascam book`` puts it under the page's title."""
-    results = load_results()
-    mine = results[results["page"] == page] if len(results) else results
-    if not len(mine):
-        return None
-    lines = []
-    for _, r in mine.iterrows():
-        evidence = r["evidence_text"] if isinstance(r["evidence_text"], str) and r["evidence_text"] else r["reason"]
-        lines.append(f"- **{r['item']}** — {r['ours']}. The paper's claim ({r['claim']}): **{r['verdict']}**"
-                     + (f" — {evidence}" if isinstance(evidence, str) and evidence else "") + ".")
-    return ":::{admonition} Findings of this build\n:class: tip\n\n" + "\n".join(lines) + "\n:::\n"
-
-
-def verdict_summary(results: pd.DataFrame) -> str:
-    """"4 held, 1 contradicted, 6 inconclusive, 9 not testable" — the landing page's summary line."""
-    counts = results["verdict"].value_counts() if len(results) else pd.Series(dtype=int)
-    return ", ".join(f"{int(counts.get(w, 0))} {w}" for w in VERDICTS)
 
 
 def figure_to_png_bytes(fig) -> bytes:
