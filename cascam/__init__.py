@@ -11,7 +11,8 @@ Example:
 
 from .cascade import Cascade, run_cascade
 from .config import CascadeConfig, ConfigError, load_config
+from .explainers import CasCAM
 from .store import RunStore
 
-__all__ = ["Cascade", "CascadeConfig", "ConfigError", "RunStore", "load_config", "run_cascade"]
+__all__ = ["Cascade", "CasCAM", "CascadeConfig", "ConfigError", "RunStore", "load_config", "run_cascade"]
 __version__ = "0.1.0"

@@ -106,24 +106,87 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _explain_paths(items: list[str]) -> list[Path]:
+    """The image files named on the command line: files as given, folders expanded to their image files
+    (sorted, not recursive; a file whose suffix Pillow does not register as an image format is skipped)."""
+    from PIL import Image
+
+    suffixes = {s.lower() for s in Image.registered_extensions()}
+    paths: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in suffixes)
+            if not found:
+                raise ValueError(f"images: no image files in folder {p}")
+            paths += found
+        elif p.is_file():
+            paths.append(p)
+        elif p.suffix:
+            raise FileNotFoundError(f"image: file not found: {p}")
+        else:
+            raise FileNotFoundError(f"images: no such file or folder: {p}")
+    stems: dict[str, Path] = {}
+    for p in paths:
+        if p.stem in stems and stems[p.stem] != p:
+            raise ValueError(f"images: {stems[p.stem]} and {p} would write the same <name>_cascam files; rename one")
+        stems[p.stem] = p
+    return list(dict.fromkeys(paths))
+
+
 def _cmd_explain(args) -> int:
+    import numpy as np
+    import pandas as pd
     import torch
+    from PIL import Image
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+    from tqdm import tqdm
 
     from .cascade import load_cascade
     from .data import CLASS_NAMES
-    from .data.images import read_images
-    from .plotting import save_overlays
+    from .data.images import read_image
+    from .explainers.cascam_cam import _resize
+    from .store import atomic_write_text
+    from .training import predict_logits
 
     cascade = load_cascade(args.run)
-    images, names = read_images(args.images, size=cascade.config.image_size)
-    labels = None
-    if args.label is not None:
-        labels = torch.full((len(images),), CLASS_NAMES.index(args.label), dtype=torch.long)
-    maps = cascade.explain(images, labels)
+    size = cascade.config.image_size
+    paths = _explain_paths(args.images)
+    # every file is decoded (at the model's size) before anything is written, so a bad one stops the run cleanly
+    images = torch.from_numpy(np.stack([read_image(p, size) for p in paths])).permute(0, 3, 1, 2).contiguous()
     out = Path(args.out)
-    paths = save_overlays(images, maps, names, out)
-    for p in paths:
-        print(p)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    step = max(1, int(args.batch_size))
+    with tqdm(total=len(paths), desc="cascam explain", unit="img", disable=None) as bar:
+        for start in range(0, len(paths), step):
+            x = images[start : start + step]
+            probs = torch.softmax(predict_logits(cascade.models[0], x), dim=1)
+            predicted = probs.argmax(1)
+            targets = predicted if args.label is None else torch.full_like(predicted, CLASS_NAMES.index(args.label))
+            maps = cascade.explain(x, targets)
+            for i, path in enumerate(paths[start : start + step]):
+                m = maps[i].float().cpu()
+                np.save(out / f"{path.stem}_cascam.npy", m.numpy().astype(np.float32))
+                photo = read_image(path)  # the original resolution, for the overlay only
+                h, w = photo.shape[:2]
+                big = _resize(m[None], (h, w))[0].numpy()
+                overlay = show_cam_on_image(photo.astype(np.float32) / 255, big, use_rgb=True)
+                Image.fromarray(overlay).save(out / f"{path.stem}_cascam.png")
+                peak = int(m.argmax())
+                rows.append({
+                    "image": str(path),
+                    "predicted": CLASS_NAMES[int(predicted[i])],
+                    "probability": float(probs[i, predicted[i]]),
+                    "explained": CLASS_NAMES[int(targets[i])],
+                    "peak_row": peak // m.shape[1],
+                    "peak_col": peak % m.shape[1],
+                    "map": f"{path.stem}_cascam.npy",
+                    "overlay": f"{path.stem}_cascam.png",
+                })
+                bar.update(1)
+    atomic_write_text(out / "explain.csv", pd.DataFrame(rows).to_csv(index=False))
+    print(f"explained {len(rows)} image(s): {(out / 'explain.csv').resolve()}")
     return 0
 
 
@@ -222,11 +285,23 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-validity", action="store_true", help="skip the synthetic benchmark's validity checks")
     r.set_defaults(func=_cmd_run)
 
-    e = sub.add_parser("explain", help="write CasCAM overlays for image files with a finished run")
+    e = sub.add_parser(
+        "explain",
+        help="explain image files or folders with a finished run: maps, overlays and explain.csv",
+        description="Explain images with the K models of a finished run (CasCAM, docs/method.md). Each image is "
+        "read at the run's image size with the reader used in training; for each one the folder --out gets "
+        "<name>_cascam.npy (the map, float32 in [0, 1], at the run's image size) and <name>_cascam.png (the map "
+        "upsampled bilinearly onto the image at its own size, with pytorch-grad-cam's show_cam_on_image: jet, "
+        "image weight 0.5), and explain.csv one row per image: model 1's predicted class and its softmax "
+        "probability, the class explained, and the map's peak (row, col) on the map's grid.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     e.add_argument("--run", required=True, help="a run folder (runs/<hash>)")
-    e.add_argument("images", nargs="+", help="image files (any format Pillow reads)")
+    e.add_argument("images", nargs="+",
+                   help="image files (any format Pillow reads) and/or folders (their image files, not recursive)")
     e.add_argument("--out", default="cascam-overlays", help="output folder (default: cascam-overlays)")
     e.add_argument("--label", choices=["cat", "dog"], help="explain this class (default: model 1's prediction)")
+    e.add_argument("--batch-size", type=int, default=32, help="images explained at once (default 32)")
     e.set_defaults(func=_cmd_explain)
 
     d = sub.add_parser("data", help="data sets")

@@ -26,6 +26,26 @@ Conventions shared by every function here:
 * Cost: ≈ 2 ms of one CPU core per 224×224 map for all nine metrics (AP included); the work is
   chunked (``chunk_size`` maps prepared at once, 8 measured at once), so memory stays bounded.
 
+Quantus (0.6) counterparts, checked in tests/test_metrics_quantus.py. Quantus is given the maps
+measured here, S = prepare(saliency), with ``normalise=False, abs=False``; on raw maps the two
+differ by design: its default ``normalise_by_max`` divides by max |s| (no shift, no resize) and
+``abs=True`` would fold negative values up, while this module shifts by the minimum and resizes.
+
+* :func:`pointing_game` ↔ ``PointingGame``: equal when the maximum is unique. On a tie ours takes the
+  first maximal pixel in row-major order; Quantus hits when *any* maximal pixel is in the mask.
+* :func:`energy_in_gt` ↔ ``RelevanceMassAccuracy``: Σ S·G / Σ S, equal to float rounding.
+* :func:`topk_precision` with ``percent = 100·|G|/HW`` (k = |G|) ↔ ``RelevanceRankAccuracy``, and
+  with ``percent = 100·k/HW`` ↔ ``TopKIntersection(k)`` (without ``concept_influence``): equal when
+  the k-th largest value is not tied; on a tie ours takes tied pixels in row-major order, Quantus in
+  the order of ``np.argsort(-a)`` (quicksort, not stable, so not defined by the data).
+* :func:`average_precision` has no Quantus counterpart: Quantus's ``AUC`` is the area under the
+  *ROC* curve (sklearn ``roc_curve`` + ``auc``), not under the precision–recall curve; both are 1
+  for a map that ranks every mask pixel first, and they differ otherwise (a constant map: ROC 0.5,
+  AP the prevalence |G|/HW).
+* Empty masks and zero sums: ours give 0.0; Quantus gives NaN (and its ``PointingGame`` stores the
+  NaN in a bool array, so it reads True). Quantus also refuses constant maps (all 0 or all 1),
+  which ours score as described above.
+
 Example:
     >>> import torch
     >>> from cascam.metrics import compute_all
@@ -497,6 +517,9 @@ def average_precision(
     a warning; its trapezoid would give 0.5 from the added end point); a mask covering every pixel
     gives 1.0; a constant map is one threshold, so its AP is the prevalence |G|/HW.
 
+    Not Quantus's ``AUC``, which is the area under the ROC curve (true- against false-positive
+    rate), a different quantity; see the module notes.
+
     Args:
         saliency: ``(B, H', W')`` maps; ``mask``: ``(B, H, W)`` bool.
         method: ``"step"`` or ``"trapezoid"``.
@@ -541,6 +564,9 @@ def pointing_game(saliency: ArrayLike, mask: ArrayLike, *, normalized: bool = Fa
     Ties for the maximum resolve to the first maximal pixel in row-major order, so a constant map
     scores 1.0 exactly when pixel (0, 0) is in the mask. The maximum is taken after the bilinear
     resize. Returns ``(B,)`` float64 of 0.0 / 1.0; its mean × 100 is the paper's percentage.
+
+    Quantus: ``PointingGame`` on the prepared maps, equal when the maximum is unique (Quantus counts a
+    hit when any tied maximum is in the mask); see the module notes.
     """
     return _one("pointing_game", saliency, mask, normalized=normalized)
 
@@ -549,6 +575,10 @@ def energy_in_gt(saliency: ArrayLike, mask: ArrayLike, *, normalized: bool = Fal
     r"""Share of the saliency energy inside the mask: $\sum S\,G \,/\, \sum S$ (the authors' "Top-15%").
 
     A map summing to 0 (a constant map) gives 0.0. Returns ``(B,)`` float64 in [0, 1].
+
+    Quantus: ``RelevanceMassAccuracy`` on the prepared maps (same formula; Quantus gives NaN where
+    ours gives 0, and on raw maps its divide-by-max normalisation, unlike our min-max, keeps the
+    minimum in the ratio).
     """
     return _one("energy_in_gt", saliency, mask, normalized=normalized)
 
@@ -560,6 +590,10 @@ def topk_precision(
 
     Ties at the k-th value are taken in row-major order, so a constant map's T is its first k pixels.
     Returns ``(B,)`` float64 in [0, 1].
+
+    Quantus: ``TopKIntersection(k)`` with ``percent = 100·k/HW``, and ``RelevanceRankAccuracy`` with
+    ``percent = 100·|G|/HW`` (k = |G|, per image), on the prepared maps; equal unless the k-th value
+    is tied (Quantus orders ties by an unstable argsort).
     """
     return _one("topk_precision", saliency, mask, normalized=normalized, percent=percent)
 

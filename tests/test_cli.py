@@ -219,3 +219,47 @@ def test_a_checkpoint_that_is_not_a_state_dict_is_refused_in_one_line(tmp_path, 
     torch.save({"weight": [1, 2, 3]}, model_pt)
     assert main(["explain", "--run", str(run.record.dir), str(image)]) == 2
     assert "is not a model state dict" in capsys.readouterr().err
+
+
+def test_explain_takes_folders_and_writes_maps_overlays_and_a_table(tmp_path, capsys):
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from cascam import CascadeConfig, run_cascade
+    from cascam.data.images import read_images
+
+    cfg = CascadeConfig(n_images=96, image_size=32, K=2, epochs=1, min_epochs=0, batch_size=32, device="cpu", progress=False)
+    run = run_cascade(cfg, tmp_path / "runs")
+    assert main(["data", "synthetic", "--out", str(tmp_path / "syn"), "--n", "3", "--size", "48"]) == 0
+    folder = tmp_path / "syn" / "images"
+    (folder / "notes.txt").write_text("not an image; skipped in a folder")
+    out = tmp_path / "ex"
+    assert main(["explain", "--run", str(run.record.dir), str(folder), "--out", str(out), "--batch-size", "2"]) == 0
+    table = pd.read_csv(out / "explain.csv")
+    files = sorted(folder.glob("*.png"))
+    assert list(table["image"]) == [str(p) for p in files]
+    assert set(table.columns) >= {"predicted", "probability", "explained", "peak_row", "peak_col"}
+    assert table["probability"].between(0.5, 1).all() and (table["predicted"] == table["explained"]).all()
+    images, names = read_images(files, size=32)
+    want = run.explain(images).numpy()
+    for i, name in enumerate(names):
+        m = np.load(out / f"{name}_cascam.npy")
+        np.testing.assert_allclose(m, want[i], atol=1e-6)  # batches of 2 vs 3: float rounding only
+        assert divmod(int(m.argmax()), 32) == (table["peak_row"][i], table["peak_col"][i])
+        with Image.open(out / f"{name}_cascam.png") as im:
+            assert im.size == (48, 48)  # the overlay is drawn on the image at its own size
+    capsys.readouterr()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (tmp_path / "bad.png").write_text("not a png")
+    for args, needle in [
+        ([str(tmp_path / "nofolder")], "images: no such file or folder:"),
+        ([str(empty)], "images: no image files in folder"),
+        ([str(tmp_path / "bad.png")], "image: cannot read"),
+        ([str(folder / "notes.txt")], "image: cannot read"),
+    ]:
+        assert main(["explain", "--run", str(run.record.dir), *args, "--out", str(tmp_path / "none")]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "none").exists()

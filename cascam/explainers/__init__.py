@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from .base import Explainer
 from .cam import CAM
+from .cascam_cam import CasCAM
 
-__all__ = ["Explainer", "CAM", "get_explainer", "EXPLAINER_NAMES"]
+__all__ = ["Explainer", "CAM", "CasCAM", "get_explainer", "EXPLAINER_NAMES"]
 
 #: Names accepted by :func:`get_explainer` (and by the cascade's ``explainer`` option).
 EXPLAINER_NAMES: tuple[str, ...] = (
