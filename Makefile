@@ -10,6 +10,7 @@ PROFILE ?= default
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[all]"
+	$(BIN)/python -m pip install -q -c constraints.txt --no-deps quantus  # its other needs are installed above
 	@touch $(STAMP)
 
 install: $(STAMP)
