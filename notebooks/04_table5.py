@@ -228,12 +228,12 @@ show_table(ft, "5g", f"ROAD: mean change of the model's probability for its clas
 at20 = faith[(faith.order == "most") & (faith.percentile == 20) & (faith.model == 1)].rename(columns={"score": "drop20"})
 v_cam = compare_in_frame(at20, "CasCAM", "CAM", "drop20", claimed="less", label="confidence change, top 20 % removed")
 v_fg = compare_in_frame(at20, "CasCAM", "FullGrad", "drop20", claimed="less", label="confidence change, top 20 % removed")
-said = {"held": "more", "contradicted": "less", "inconclusive": "about as"}
+said = {"held": "more faithful", "contradicted": "less faithful", "inconclusive": "neither more nor less faithful"}
 display(Markdown(
     f"Removing the 20 % of pixels CasCAM marks most relevant changes model 1's confidence by "
     f"{at20[at20.method == 'CasCAM']['drop20'].mean():+.3f} on average, against {at20[at20.method == 'CAM']['drop20'].mean():+.3f} "
     f"for CAM and {at20[at20.method == 'FullGrad']['drop20'].mean():+.3f} for FullGrad. So CasCAM's map is **{said[v_cam.verdict]} "
-    f"faithful to model 1 than CAM's** ({v_cam.text()}) and **{said[v_fg.verdict]} faithful than FullGrad's** ({v_fg.text()}). "
+    f"to model 1 than CAM's** ({v_cam.text()}) and **{said[v_fg.verdict]} than FullGrad's** ({v_fg.text()}). "
     "Its stage maps are judged on the models that made them (last row of the table): later stages explain later models, "
     "not model 1."))
 
