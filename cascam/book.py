@@ -22,8 +22,8 @@ from .config import ConfigError, parse_overrides, read_yaml
 from .verdicts import VERDICTS
 
 __all__ = [
-    "build_book", "load_profile", "notebook_order", "repo_root", "PAGES_DIR", "load_results", "verdict_summary",
-    "findings_markdown",
+    "build_book", "copy_static_pages", "load_profile", "notebook_order", "repo_root", "strip_solutions", "PAGES_DIR",
+    "load_results", "verdict_summary", "findings_markdown",
 ]
 
 #: Where executed notebooks go, relative to the repository root.
@@ -235,11 +235,13 @@ def build_book(
     overrides: list[str] | dict[str, Any] | None = None,
     only: list[str] | None = None,
     build: bool = True,
+    solutions: bool = True,
 ) -> Path:
     """Execute the book's notebooks under ``profile`` (with ``overrides``) and build the HTML site.
 
     Returns the path of the site's ``index.html``. ``only`` restricts execution to some notebooks
-    (the site is still built from whatever pages exist).
+    (the site is still built from whatever pages exist). ``solutions=False`` builds the course's
+    pages without their ``solution`` directives (:func:`strip_solutions`), to hand out the questions.
     """
     from tqdm import tqdm
 
@@ -269,8 +271,7 @@ def build_book(
         missing = [n for n in notebook_order(root) if not (root / PAGES_DIR / f"{n}.ipynb").exists()]
         if missing:
             raise RuntimeError(f"book: pages not executed yet: {', '.join(missing)}; run without --only first")
-        for page in (root / "book").glob("*.md"):  # static pages sit beside the executed ones
-            shutil.copy(page, root / PAGES_DIR / page.name)
+        copy_static_pages(root, root / PAGES_DIR, solutions=solutions)
         stage_mathjax(root / PAGES_DIR)
         jb = Path(sys.executable).with_name("jupyter-book")
         cmd = [
@@ -283,6 +284,48 @@ def build_book(
             raise RuntimeError(f"book: jupyter-book build failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
         dedupe_inline_scripts(site.parent)
     return site
+
+
+def copy_static_pages(root: Path, pages: Path, *, solutions: bool = True) -> list[Path]:
+    """Put the static pages beside the executed ones: ``book/*.md`` into ``pages``, the course's
+    ``course/*.md`` into ``pages/course`` (without their solutions when ``solutions`` is False).
+    Returns the paths written."""
+    written = []
+    for page in sorted((root / "book").glob("*.md")):
+        shutil.copy(page, pages / page.name)
+        written.append(pages / page.name)
+    course = sorted((root / "course").glob("*.md"))
+    if course:
+        (pages / "course").mkdir(parents=True, exist_ok=True)
+    for page in course:
+        text = page.read_text()
+        (pages / "course" / page.name).write_text(text if solutions else strip_solutions(text))
+        written.append(pages / "course" / page.name)
+    return written
+
+
+def strip_solutions(text: str) -> str:
+    """``text`` (MyST markdown) without its sphinx-exercise ``solution`` directives.
+
+    A solution opens with a fence of backticks or colons followed by ``{solution}`` and closes with
+    a line holding the same character at least as many times; everything in between (nested
+    fences included) goes. A solution left open raises ValueError rather than leak or eat the page.
+    """
+    import re
+
+    out, fence, lines = [], None, text.splitlines(keepends=True)
+    for number, line in enumerate(lines, start=1):
+        if fence is None:
+            m = re.match(r"^\s*(`{3,}|:{3,})\{solution\}", line)
+            if m:
+                fence, opened = m.group(1), number
+                continue
+            out.append(line)
+        elif re.fullmatch(rf"\s*{re.escape(fence[0])}{{{len(fence)},}}\s*", line):
+            fence = None
+    if fence is not None:
+        raise ValueError(f"strip_solutions: the solution opened on line {opened} is never closed")
+    return "".join(out)
 
 
 #: The parts of MathJax 3's ``es5`` folder that ``tex-chtml.js`` loads (the component itself, TeX

@@ -202,7 +202,8 @@ def _cmd_data_synthetic(args) -> int:
 def _cmd_book(args) -> int:
     from .book import build_book
 
-    site = build_book(profile=args.profile, overrides=args.set or [], only=args.only, build=not args.no_build)
+    site = build_book(profile=args.profile, overrides=args.set or [], only=args.only, build=not args.no_build,
+                      solutions=not args.no_solutions)
     print(f"site: {site}")
     return 0
 
@@ -348,6 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a notebook parameter")
     b.add_argument("--only", action="append", metavar="NOTEBOOK", help="run only this notebook (repeatable)")
     b.add_argument("--no-build", action="store_true", help="execute notebooks but skip `jupyter-book build`")
+    b.add_argument("--no-solutions", action="store_true",
+                   help="build the course pages without their solutions (the questions to hand out)")
     b.set_defaults(func=_cmd_book)
     return p
 

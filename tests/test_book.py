@@ -23,7 +23,7 @@ def site(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("book")
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(ROOT / name, work / name)
-    for folder in ("notebooks", "profiles"):
+    for folder in ("notebooks", "profiles", "course"):
         shutil.copytree(ROOT / folder, work / folder)
     (work / "book").mkdir()
     shutil.copy(ROOT / "book" / "rerun.md", work / "book" / "rerun.md")
