@@ -68,24 +68,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = [
-    "TOP_PERCENT",
-    "IOU_THRESHOLD",
-    "prepare",
-    "topk_count",
-    "average_precision",
-    "iou",
-    "iou_topk",
-    "pointing_game",
-    "energy_in_gt",
-    "topk_precision",
-    "topk_energy",
-    "top15_precision",
-    "top15_energy",
-    "artifact_energy",
-    "artifact_pointing",
-    "compute_all",
-]
+#: The metrics measured against the object mask and against the artifact mask (each is also a
+#: function of this module under the same name).
+_OBJECT = ("average_precision", "iou", "iou_topk", "pointing_game", "energy_in_gt", "topk_precision", "topk_energy")
+_ARTIFACT = ("artifact_energy", "artifact_pointing")
+
+__all__ = ["TOP_PERCENT", "IOU_THRESHOLD", "prepare", "topk_count", *_OBJECT, "top15_precision", "top15_energy",
+           *_ARTIFACT, "compute_all"]
 
 TOP_PERCENT = 15.0
 """The paper's top-k share, in percent of the pixels."""
@@ -341,16 +330,6 @@ def _share(s: np.ndarray, region: np.ndarray) -> np.ndarray:
 # The engine: one pass over the batch, chunk by chunk
 # --------------------------------------------------------------------------------------------------
 
-_OBJECT = (
-    "average_precision",
-    "iou",
-    "iou_topk",
-    "pointing_game",
-    "energy_in_gt",
-    "topk_precision",
-    "topk_energy",
-)
-_ARTIFACT = ("artifact_energy", "artifact_pointing")
 _SORTED = ("average_precision", "iou", "iou_topk", "topk_precision", "topk_energy")
 _TOPK = ("iou_topk", "topk_precision", "topk_energy")
 

@@ -107,13 +107,18 @@ def _check_link(root: Path, member_name: str, link_target: str, relative_to_memb
         )
 
 
+def _check_member(root: Path, name: str, kind: str) -> None:
+    """A member's own path is relative, has no ``..`` and stays inside ``root`` once joined."""
+    _check_member_path(name, kind)
+    if not _inside(root, Path(os.path.normpath(root / name))):
+        raise ValueError(f"refusing to extract {kind} member {name!r}: outside {root}")
+
+
 def _safe_extract_tar(archive: Path, root: Path) -> list[Path]:
     with tarfile.open(archive) as tar:
         members = tar.getmembers()
         for m in members:
-            _check_member_path(m.name, "tar")
-            if not _inside(root, Path(os.path.normpath(root / m.name))):
-                raise ValueError(f"refusing to extract tar member {m.name!r}: outside {root}")
+            _check_member(root, m.name, "tar")
             if m.issym():
                 _check_link(root, m.name, m.linkname, relative_to_member=True, kind="tar")
             elif m.islnk():
@@ -131,9 +136,7 @@ def _safe_extract_zip(archive: Path, root: Path) -> list[Path]:
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
         for info in infos:
-            _check_member_path(info.filename, "zip")
-            if not _inside(root, Path(os.path.normpath(root / info.filename))):
-                raise ValueError(f"refusing to extract zip member {info.filename!r}: outside {root}")
+            _check_member(root, info.filename, "zip")
             if stat.S_ISLNK(info.external_attr >> 16):
                 # zipfile writes a link as a plain file holding the target; refuse escaping ones anyway.
                 target = zf.read(info).decode("utf-8", errors="replace")
