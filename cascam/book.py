@@ -203,8 +203,10 @@ def findings_markdown(page: str) -> str | None:
     lines = []
     for _, r in mine.iterrows():
         evidence = r["evidence_text"] if isinstance(r["evidence_text"], str) and r["evidence_text"] else r["reason"]
+        parts = evidence.split(" | ") if isinstance(evidence, str) and evidence else []
         lines.append(f"- **{r['item']}** — {r['ours']}. The paper's claim ({r['claim']}): **{r['verdict']}**"
-                     + (f" — {evidence}" if isinstance(evidence, str) and evidence else "") + ".")
+                     + (f" — {parts[0]}." if len(parts) == 1 else ":" if parts else "."))
+        lines += [f"  - {p}" for p in parts] if len(parts) > 1 else []
     return ":::{admonition} Findings of this build\n:class: tip\n\n" + "\n".join(lines) + "\n:::\n"
 
 
@@ -287,10 +289,15 @@ def build_book(
 
 
 def copy_static_pages(root: Path, pages: Path, *, solutions: bool = True) -> list[Path]:
-    """Put the static pages beside the executed ones: ``book/*.md`` into ``pages``, the course's
-    ``course/*.md`` into ``pages/course`` (without their solutions when ``solutions`` is False).
-    Returns the paths written."""
+    """Put the static pages beside the executed ones: ``book/*.md`` into ``pages``, the book's style
+    sheet ``book/_static/*.css`` into ``pages/_static`` (Jupyter Book adds it to every page), the
+    course's ``course/*.md`` into ``pages/course`` (without their solutions when ``solutions`` is
+    False). Returns the paths written."""
     written = []
+    for sheet in sorted((root / "book" / "_static").glob("*.css")):
+        (pages / "_static").mkdir(parents=True, exist_ok=True)
+        shutil.copy(sheet, pages / "_static" / sheet.name)
+        written.append(pages / "_static" / sheet.name)
     for page in sorted((root / "book").glob("*.md")):
         shutil.copy(page, pages / page.name)
         written.append(pages / page.name)

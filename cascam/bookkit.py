@@ -133,11 +133,44 @@ def format_number(value: Any) -> str:
     return "0" if float(text) == 0 else text
 
 
+#: Code names of metrics and statistics → the words a table header shows (the CSV keeps the code names).
+READABLE = {
+    "average_precision_trapezoid": "AP (authors')", "average_precision": "AP (step)", "iou": "IoU",
+    "iou_top15": "IoU top 15 %", "pointing_game": "pointing game", "energy_in_gt": "energy on animal",
+    "top15_energy": "top-15 % energy", "top15_precision": "top-15 % precision", "artifact_energy": "box energy",
+    "artifact_pointing": "box pointing", "ci_low": "95 % low", "ci_high": "95 % high", "mean_diff": "mean diff.",
+    "sd_diff": "sd diff.", "mean_baseline": "baseline mean", "d_paired": "d (paired)", "d_pooled": "d (pooled)",
+    "p_value": "p", "PointingGame": "pointing game", "Top15Energy": "top-15 % energy", "valid_accuracy_own": "accuracy (own masked)", "valid_accuracy_original": "accuracy (original)",
+    "valid_accuracy_clean": "accuracy (box-free)", "mask_probe_accuracy": "mask probe", "seconds_per_image": "s / image",
+}
+
+
+def readable(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with code names in its headers and index replaced by :data:`READABLE` words (other
+    underscores by spaces), and known code names among its text values (a ``metric`` column)
+    replaced too; numbers unchanged."""
+
+    def word(v):
+        return READABLE.get(v, v.replace("_", " ")) if isinstance(v, str) else v
+
+    out = frame.rename(columns=word, index=word)
+    if isinstance(out.columns, pd.MultiIndex):
+        out.columns = out.columns.set_levels([lvl.map(word) for lvl in out.columns.levels])
+    out.index = out.index.set_names([word(n) for n in out.index.names])
+    if isinstance(out.index, pd.MultiIndex):
+        out.index = out.index.set_levels([lvl.map(word) if lvl.dtype == object else lvl for lvl in out.index.levels])
+    for col in out.columns:  # label columns (method, metric, ...): only the known code names
+        if pd.api.types.is_string_dtype(out[col]) or out[col].dtype == object:
+            out[col] = out[col].map(lambda v: READABLE.get(v, v) if isinstance(v, str) else v)
+    return out
+
+
 def show_table(
     frame: pd.DataFrame, number: int | str, caption: str, name: str | None = None, floatfmt: str | None = None
 ) -> None:
     """Display ``frame`` under the caption "Table N. …" (and the anchor ``table-N``), with a link to
-    download it as CSV (also saved as ``tables/<name>.csv``). Numbers are shown by
+    download it as CSV (also saved as ``tables/<name>.csv``, with the code names). Headers read as
+    words (:func:`readable`), a plain 0..n−1 index is not shown, and numbers are shown by
     :func:`format_number` unless ``floatfmt`` (e.g. ``"{:.1f}"``) is given. Returns nothing."""
     from IPython.display import HTML, Markdown, display
 
@@ -148,7 +181,11 @@ def show_table(
     display(HTML(f'<span id="{anchor_id("table", number)}"></span>'))
     display(Markdown(f"**Table {number}.** {caption}"))
     fmt = format_number if floatfmt is None else (lambda v: floatfmt.format(v))
-    styled = frame.to_html(float_format=fmt, na_rep="—", classes="cascam-table", border=0)
+    shown = readable(frame)
+    if isinstance(shown.index, pd.RangeIndex):
+        shown = shown.reset_index(drop=True)
+    styled = shown.to_html(float_format=fmt, na_rep="—", classes="cascam-table", border=0,
+                           index=not isinstance(frame.index, pd.RangeIndex))
     display(HTML(styled + "<p>" + _csv_link(frame, f"{name}.csv") + "</p>"))
 
 

@@ -41,8 +41,8 @@ results = load_results()
 # %% [markdown]
 # ## Reproduction status
 #
-# One line per figure and table: the profile it was run with, the headline number(s) of this build
-# against the paper's, and the verdict on the paper's claim. A verdict comes from one rule: the 95 %
+# One line per figure and table: the headline number(s) of this build against the paper's, and the
+# verdict on the paper's claim. A verdict comes from one rule: the 95 %
 # interval of the paired difference (the same images measured both ways; across seeds where a page
 # runs several) lies on the claimed side of zero (**held**), on the other side (**contradicted**), or
 # contains zero (**inconclusive**); a claim the data cannot measure is **not testable**. The evidence
@@ -50,15 +50,17 @@ results = load_results()
 
 # %% tags=["remove-input"]
 if len(results):
-    display(Markdown(f"**Summary of this build:** {verdict_summary(results)}."))
+    profiles = ", ".join(sorted(set(results["profile"])))
+    display(Markdown(f"**Summary of this build** (profile {profiles}): {verdict_summary(results)}."))
     links = [f'<a href="{p}.html' + (f'#{a}' if isinstance(a, str) and a else "") + f'">{i}</a>'
              for i, p, a in zip(results["item"], results["page"], results["anchor"])]
-    evidence = [e if isinstance(e, str) and e else (r if isinstance(r, str) else "")
+    evidence = [(e if isinstance(e, str) and e else (r if isinstance(r, str) else "")).replace(" | ", "<br>")
                 for e, r in zip(results["evidence_text"], results["reason"])]
-    shown = results.assign(item=links, evidence=evidence)[["item", "profile", "ours", "paper", "claim", "verdict", "evidence"]]
-    shown.columns = ["figure / table", "profile", "this build", "paper", "paper's claim", "verdict", "evidence"]
+    shown = results.assign(item=links, evidence=evidence, verdict=[f"<strong>{v}</strong>" for v in results["verdict"]])
+    shown = shown[["item", "ours", "paper", "claim", "verdict", "evidence"]]
+    shown.columns = ["figure / table", "this build", "paper", "paper's claim", "verdict", "evidence (difference [95 % interval]; sample)"]
     display(Markdown("**Table 0.** Reproduction status of this build."))
-    display(HTML(shown.to_html(index=False, escape=False, border=0)))
+    display(HTML(shown.to_html(index=False, escape=False, border=0, classes="cascam-table cascam-status")))
 else:
     display(Markdown("No results recorded yet: run `cascam book` to execute the pages."))
 

@@ -84,7 +84,7 @@ def test_landing_page_gives_verdicts_with_evidence_and_links_to_anchors(site):
     from cascam.verdicts import VERDICTS
 
     index = (site / "index.html").read_text()
-    summary = re.search(r"Summary of this build:</strong>\s*(.*?)\.", index)
+    summary = re.search(r"Summary of this build</strong> \(profile [^)]*\):\s*(.*?)\.", index)
     assert summary, "no summary line"
     counts = dict((w, int(n)) for n, w in re.findall(r"(\d+) (held|contradicted|inconclusive|not testable)", summary.group(1)))
     assert set(counts) == set(VERDICTS)
@@ -92,7 +92,7 @@ def test_landing_page_gives_verdicts_with_evidence_and_links_to_anchors(site):
     rows = [r for r in rows if "href=" in r[0]]
     assert sum(counts.values()) == len(rows) > 0
     for link, rest in rows:
-        assert any(f"<td>{w}</td>" in rest for w in VERDICTS), f"no verdict word in {link}"
+        assert any(f"<td><strong>{w}</strong></td>" in rest for w in VERDICTS), f"no verdict word in {link}"
     # every link with an anchor points at an id that exists on its page
     for page, anchor in re.findall(r'href="([0-9a-z_]+\.html)#([^"]+)"', index):
         assert f'id="{anchor}"' in (site / page).read_text(), f"{page}#{anchor} does not exist"
