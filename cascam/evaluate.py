@@ -20,7 +20,10 @@ from .explainers import get_explainer
 from .masking import normalize_maps
 from .metrics import average_precision, compute_all, prepare, topk_count
 
-__all__ = ["METHOD_LABELS", "ALL_METHODS", "method_maps", "evaluate", "detection_table", "DETECTION_RULE"]
+__all__ = [
+    "METHOD_LABELS", "ALL_METHODS", "method_maps", "evaluate", "detection_table", "DETECTION_RULE",
+    "VISIBLE_PART", "visible_scores",
+]
 
 #: Display names, in the order of the paper's Table 5.
 METHOD_LABELS: dict[str, str] = {
@@ -144,6 +147,18 @@ def _split_index(cascade: Cascade, split: str, n_images: int | None) -> np.ndarr
 #: (sklearn's step ``average_precision_score``).
 AP_TRAPEZOID = "average_precision_trapezoid"
 
+#: The part holding the animal's pixels that the label box leaves visible (benchmark v2; the primary
+#: object mask there is the whole silhouette, as a trimap has it). Its reading gets these columns.
+VISIBLE_PART = "object1_visible"
+VISIBLE_COLUMNS = {"pointing_game": "pointing_game_visible", "energy_in_gt": "energy_in_gt_visible"}
+
+
+def visible_scores(maps: torch.Tensor, visible: torch.Tensor) -> dict[str, np.ndarray]:
+    """The secondary, box-excluded reading: pointing game and energy on the animal's *visible* pixels
+    (the silhouette minus the label box), under the names of :data:`VISIBLE_COLUMNS`."""
+    m = compute_all(maps, object_mask=visible)
+    return {new: m[old] for old, new in VISIBLE_COLUMNS.items()}
+
 
 def evaluate(
     cascade: Cascade,
@@ -160,7 +175,9 @@ def evaluate(
     ``seconds_per_image`` and the metric columns (object metrics only when the data has object
     masks, artifact metrics only when it has artifact masks). With object masks there are two APs:
     ``average_precision`` (step, sklearn's ``average_precision_score``) and
-    :data:`AP_TRAPEZOID` (the trapezoid rule, as the authors' evaluator computed it). Cached in the run's folder under
+    :data:`AP_TRAPEZOID` (the trapezoid rule, as the authors' evaluator computed it). When the data
+    has the part :data:`VISIBLE_PART` (benchmark v2), ``pointing_game_visible`` and
+    ``energy_in_gt_visible`` give the box-excluded reading beside the silhouette's. Cached in the run's folder under
     ``evaluation/``, one file per method: a second call reads the cache and computes only the
     methods it lacks, and a baseline's file serves every K, λ and combination of the run (baselines
     explain model 1).
@@ -174,6 +191,8 @@ def evaluate(
                 if m not in found and (frame := cascade.record.read_frame(names[m])) is not None:
                     if "average_precision" in frame.columns and AP_TRAPEZOID not in frame.columns:
                         continue  # written before the authors' AP was measured: recompute this method
+                    if VISIBLE_PART in cascade.data.parts and "pointing_game_visible" not in frame.columns:
+                        continue  # written before the box-excluded reading existed
                     found[m] = frame
             if len(found) == len(methods) or attempt:
                 break
@@ -185,12 +204,16 @@ def evaluate(
         images, labels = data.images[idx], data.labels[idx]
         obj = data.object_masks[idx] if data.object_masks is not None else None
         art = data.artifact_masks[idx] if data.artifact_masks is not None else None
+        visible = data.parts[VISIBLE_PART][idx] if VISIBLE_PART in data.parts else None
         timings: dict = {}
         maps = method_maps(cascade, images, labels, missing, batch_size=batch_size, timings=timings)
         for m, s in maps.items():
             frame = pd.DataFrame(compute_all(s, object_mask=obj, artifact_mask=art))
             if obj is not None:  # the authors' AP (trapezoid) beside sklearn's step AP
                 frame[AP_TRAPEZOID] = average_precision(s, obj, method="trapezoid")
+            if visible is not None:  # benchmark v2: the box-excluded reading beside the silhouette's
+                for column, values in visible_scores(s, visible).items():
+                    frame[column] = values
             frame.insert(0, "seconds_per_image", timings[m] / max(len(idx), 1))
             frame.insert(0, "method", METHOD_LABELS[m])
             frame.insert(0, "label", labels.numpy())

@@ -415,3 +415,24 @@ def test_detection_frame_marks_each_image_and_leaves_absent_elements_out():
     assert fg["a"].tolist() == [0.0, 0.0] and fg["b"].iloc[0] == 1.0 and np.isnan(fg["b"].iloc[1])
     table = detection_table({"cam": on_a, "fullgrad": on_b}, {"a": part_a, "b": part_b})
     assert table.loc["CAM", "a"] == 1.0 and table.loc["FullGrad", "b"] == 1.0 and table.loc["CAM", "b"] == 0.0
+
+
+def test_visible_reading_counts_only_the_pixels_the_box_leaves_visible():
+    """Benchmark v2's secondary reading: a peak on the box lying over the animal is a hit for the
+    silhouette (trimap-like) but a miss for the visible pixels; energy splits the same way."""
+    from cascam.evaluate import visible_scores
+
+    silhouette = torch.zeros(2, 8, 8, dtype=torch.bool)
+    silhouette[:, 2:6, 2:6] = True
+    box = torch.zeros_like(silhouette)
+    box[:, 2:4, 2:4] = True  # the box covers a quarter of the animal
+    visible = silhouette & ~box
+    maps = torch.zeros(2, 8, 8)
+    maps[0, 2, 2] = 1.0  # image 0 peaks on the box, over the animal
+    maps[1, 5, 5] = 1.0  # image 1 peaks on a visible animal pixel
+    full = compute_all(maps, object_mask=silhouette)
+    vis = visible_scores(maps, visible)
+    assert full["pointing_game"].tolist() == [1.0, 1.0]
+    assert vis["pointing_game_visible"].tolist() == [0.0, 1.0]
+    assert vis["energy_in_gt_visible"][0] == pytest.approx(0.0)
+    assert vis["energy_in_gt_visible"][1] == pytest.approx(1.0)
