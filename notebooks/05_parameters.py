@@ -120,7 +120,11 @@ else:
                 runs[(t, th)] = run_cascade(base.replace(theta=float(t), **scheme(th)), store())
 display(Markdown(f"{len(runs)} cascades of up to {base.K} iterations on {base.n_images or 'all'} images "
                  f"(θ ∈ {list(grid_theta)}, thresholds {', '.join(label(s) for s in grid_threshold)}"
-                 + ("" if grid_cross or grid_file else f"; θ ≠ {theta} only with {label(grid_threshold[0])}") + ")."))
+                 + ("" if grid_cross or grid_file else f"; θ ≠ {theta} only with {label(grid_threshold[0])}") + "). "
+                 f"**One seed** (seed {base.seed}): every number on this page comes from one replication, evaluated "
+                 f"on the same {len(next(iter(runs.values())).valid_index[: n_eval or None])} validation images in "
+                 "every configuration, so comparisons are paired over images but not over training runs; "
+                 "Table 5's spread across seeds shows how much a replication can move them."))
 
 # %%
 rows = []
