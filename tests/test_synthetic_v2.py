@@ -139,13 +139,11 @@ def test_box_position_does_not_avoid_the_animal(many):
     g = benchmark_geometry(many)
     assert (g["box_over_animal"] > 0).mean() > 0.25
     assert (g["box_over_animal"] > 0.9).mean() > 0.1  # boxes fully on the animal occur too
-    # Uniform corner: boxes reach all four quadrants.
-    ys, xs = (torch.nonzero(many.parts["artifact1"].flatten(1))[:, 1] // 64).float(), None
-    del xs
+    # Uniform corner: boxes reach all four quadrants of the positions they can take.
     corners = torch.stack([torch.nonzero(m).min(0).values for m in many.parts["artifact1"]]).float()
     half = (64 - round(86 / 512 * 64)) / 2
     quadrants = {(bool(y < half), bool(x < half)) for y, x in corners.tolist()}
-    assert len(quadrants) == 4 and len(ys) > 0
+    assert len(quadrants) == 4
 
 
 def test_area_share_covers_a_third_to_two_thirds(many):
