@@ -13,7 +13,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from .config import CascadeConfig, ConfigError
-from .data.synthetic import SYNTHETIC_VARIANTS
+from .data.synthetic import BENCHMARK_VERSIONS, DEFAULT_BENCHMARK_VERSION, SYNTHETIC_VARIANTS
 
 __all__ = ["main"]
 
@@ -193,7 +193,8 @@ def _cmd_explain(args) -> int:
 def _cmd_data_synthetic(args) -> int:
     from .data.synthetic import generate_synthetic, write_synthetic
 
-    data = generate_synthetic(args.n, size=args.size, variant=args.variant, seed=args.seed, artifact=not args.no_artifact)
+    data = generate_synthetic(args.n, size=args.size, variant=args.variant, seed=args.seed,
+                              artifact=not args.no_artifact, version=args.benchmark_version)
     out = write_synthetic(data, args.out)
     print(f"wrote {len(data)} images with masks to {Path(out).resolve()}")
     return 0
@@ -314,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--variant", default="single", choices=SYNTHETIC_VARIANTS)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--no-artifact", action="store_true", help="draw no label box (the box-free control)")
+    s.add_argument("--benchmark-version", type=int, default=DEFAULT_BENCHMARK_VERSION, choices=BENCHMARK_VERSIONS,
+                   help=f"drawing version (default {DEFAULT_BENCHMARK_VERSION}; 1 = heads, 2 = whole animals)")
     s.set_defaults(func=_cmd_data_synthetic)
 
     w = sub.add_parser(

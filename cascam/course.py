@@ -54,6 +54,7 @@ __all__ = [
 COURSE_SIZE: dict = {
     "data": "synthetic",
     "variant": "single",
+    "benchmark_version": 1,  # the exercises and the teacher's page were written for drawing 1
     "n_images": 400,
     "image_size": 48,
     "K": 3,
@@ -324,11 +325,11 @@ def honest_evaluation(config: CascadeConfig | None = None, store=None, n_images:
 # 7. Your own shortcut.
 
 
-def shortcut_data(n: int, *, size: int = 48, seed: int = 0, kind: str = "border") -> ImageData:
+def shortcut_data(n: int, *, size: int = 48, seed: int = 0, kind: str = "border", version: int = 1) -> ImageData:
     """Shortcut pets with another class-correlated artifact instead of the label box.
 
     The animals and backgrounds are those of :func:`~cascam.data.synthetic.generate_synthetic` with
-    ``artifact=False``; then
+    ``artifact=False`` (drawing ``version``, 1 by default as in :data:`COURSE_SIZE`); then
 
     * ``border``: a frame of width max(2, size/16) px around the image, red for cats, blue for dogs;
     * ``watermark``: a square of side ≈ 20 % of the image in the bottom-right corner, blended at 50 %
@@ -342,7 +343,7 @@ def shortcut_data(n: int, *, size: int = 48, seed: int = 0, kind: str = "border"
 
     if kind not in SHORTCUT_KINDS:
         raise ValueError(f"kind: unknown artifact {kind!r}; choose one of {', '.join(SHORTCUT_KINDS)}")
-    base = generate_synthetic(n, size=size, seed=seed, artifact=False)
+    base = generate_synthetic(n, size=size, seed=seed, artifact=False, version=version)
     images = base.images.clone()
     art = torch.zeros(n, size, size, dtype=torch.bool)
     if kind == "border":
@@ -388,7 +389,7 @@ def own_shortcut(kind: str = "border", config: CascadeConfig | None = None, stor
 
     cfg = config or course_config()
     root = course_store(store).root / f"own-{kind}"
-    data = shortcut_data(cfg.n_images, size=cfg.image_size, seed=cfg.seed, kind=kind)
+    data = shortcut_data(cfg.n_images, size=cfg.image_size, seed=cfg.seed, kind=kind, version=cfg.benchmark_version)
     cascade = run_cascade(cfg, RunStore(root), data=data)
     stats = leakage_table(cascade, probe=False).set_index("iteration")
     images, labels, obj, art = _valid(cascade)

@@ -66,7 +66,7 @@ cfg = config_from_params(**{k: v for k, v in globals().items() if not k.startswi
 
 # %%
 for number, var in (("S1", "single"), ("S2", "multi_artifact"), ("S3", "multi_object")):
-    sample = generate_synthetic(16, size=max(image_size, 64), variant=var, seed=seed)
+    sample = generate_synthetic(16, size=max(image_size, 64), variant=var, seed=seed, version=cfg.benchmark_version)
     show_figure(preview_grid(sample, n=16, columns=8), number,
                 f"The `{var}` variant of the synthetic benchmark (first 16 images, seed {seed}).",
                 name=f"benchmark_{var}")

@@ -1,4 +1,4 @@
-"""Tests of the synthetic "shortcut pets" generator: determinism, masks, artifacts and file output."""
+"""Tests of the synthetic "shortcut pets" generator, drawing version 1 (tests/test_synthetic_v2.py: version 2)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from PIL import Image
 from cascam.data.synthetic import (
     PART_NAMES,
     SYNTHETIC_VARIANTS,
-    SYNTHETIC_VERSION,
+    SYNTHETIC_VERSIONS,
     box_only_accuracy,
     generate_synthetic,
     preview_grid,
@@ -24,7 +24,7 @@ N = 24
 
 @pytest.fixture(scope="module", params=SYNTHETIC_VARIANTS)
 def data(request):
-    return generate_synthetic(N, variant=request.param, seed=3)
+    return generate_synthetic(N, variant=request.param, seed=3, version=1)
 
 
 def _luma(images: torch.Tensor) -> torch.Tensor:
@@ -32,9 +32,9 @@ def _luma(images: torch.Tensor) -> torch.Tensor:
 
 
 def test_deterministic_and_independent_of_n():
-    a = generate_synthetic(12, seed=5, variant="multi_artifact")
-    b = generate_synthetic(12, seed=5, variant="multi_artifact")
-    c = generate_synthetic(5, seed=5, variant="multi_artifact")
+    a = generate_synthetic(12, seed=5, variant="multi_artifact", version=1)
+    b = generate_synthetic(12, seed=5, variant="multi_artifact", version=1)
+    c = generate_synthetic(5, seed=5, variant="multi_artifact", version=1)
     for x, y in ((a, b), (a.subset(range(5)), c)):
         assert torch.equal(x.images, y.images)
         assert torch.equal(x.clean_images, y.clean_images)
@@ -44,7 +44,7 @@ def test_deterministic_and_independent_of_n():
         for key in PART_NAMES:
             assert torch.equal(x.parts[key], y.parts[key])
     assert a.names[:5] == c.names
-    other = generate_synthetic(5, seed=6, variant="multi_artifact")
+    other = generate_synthetic(5, seed=6, variant="multi_artifact", version=1)
     assert not torch.equal(c.images, other.images)
 
 
@@ -57,7 +57,7 @@ def test_shapes_dtypes_and_meta(data):
     assert set(data.parts) == set(PART_NAMES)
     for m in (data.object_masks, data.artifact_masks, *data.parts.values()):
         assert m.shape == (n, size, size) and m.dtype == torch.bool
-    assert data.meta["version"] == SYNTHETIC_VERSION
+    assert data.meta["version"] == SYNTHETIC_VERSIONS[1] == "1"
     assert data.meta["variant"] in SYNTHETIC_VARIANTS and data.meta["seed"] == 3 and data.meta["n"] == n
     assert len(set(data.names)) == n
 
@@ -112,7 +112,7 @@ def test_clean_images_differ_only_under_artifacts(data):
 
 
 def test_multi_object_second_animal_is_smaller():
-    d = generate_synthetic(N, variant="multi_object", seed=1, artifact=False)
+    d = generate_synthetic(N, variant="multi_object", seed=1, artifact=False, version=1)
     area1 = d.parts["object1"].flatten(1).sum(1)
     area2 = d.parts["object2"].flatten(1).sum(1)
     assert (area2 > 0).all()
@@ -120,7 +120,7 @@ def test_multi_object_second_animal_is_smaller():
 
 
 def test_multi_artifact_stamp_is_class_coloured():
-    d = generate_synthetic(N, variant="multi_artifact", seed=2)
+    d = generate_synthetic(N, variant="multi_artifact", seed=2, version=1)
     stamp = d.parts["artifact2"]
     assert stamp.flatten(1).any(1).all()
     rgb = (d.images.float() * stamp[:, None]).flatten(2).sum(2) / stamp.flatten(1).sum(1, keepdim=True)
@@ -130,8 +130,8 @@ def test_multi_artifact_stamp_is_class_coloured():
 
 
 def test_artifact_false_gives_clean_images_and_same_animals():
-    with_box = generate_synthetic(10, seed=4)
-    without = generate_synthetic(10, seed=4, artifact=False)
+    with_box = generate_synthetic(10, seed=4, version=1)
+    without = generate_synthetic(10, seed=4, artifact=False, version=1)
     assert torch.equal(without.images, without.clean_images)
     assert torch.equal(without.images, with_box.clean_images)
     assert torch.equal(without.labels, with_box.labels)
@@ -143,24 +143,24 @@ def test_artifact_false_gives_clean_images_and_same_animals():
 
 
 def test_cat_fraction_and_argument_checks():
-    assert (generate_synthetic(8, cat_fraction=1.0).labels == 0).all()
-    assert (generate_synthetic(8, cat_fraction=0.0).labels == 1).all()
-    assert len(generate_synthetic(0)) == 0
+    assert (generate_synthetic(8, cat_fraction=1.0, version=1).labels == 0).all()
+    assert (generate_synthetic(8, cat_fraction=0.0, version=1).labels == 1).all()
+    assert len(generate_synthetic(0, version=1)) == 0
     with pytest.raises(ValueError):
-        generate_synthetic(4, variant="nope")
+        generate_synthetic(4, variant="nope", version=1)
     with pytest.raises(ValueError):
-        generate_synthetic(4, box_fraction=0.0)
+        generate_synthetic(4, box_fraction=0.0, version=1)
 
 
 def test_other_sizes():
-    d = generate_synthetic(4, size=96, variant="multi_artifact", box_fraction=0.25)
+    d = generate_synthetic(4, size=96, variant="multi_artifact", box_fraction=0.25, version=1)
     assert d.images.shape == (4, 3, 96, 96)
     assert d.meta["box_side_px"] == 24
     assert box_only_accuracy(d) == 1.0
 
 
 def test_write_synthetic_round_trips(tmp_path):
-    d = generate_synthetic(6, variant="multi_artifact", seed=7)
+    d = generate_synthetic(6, variant="multi_artifact", seed=7, version=1)
     out = write_synthetic(d, tmp_path / "syn")
     with open(out / "labels.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -184,5 +184,5 @@ def test_write_synthetic_round_trips(tmp_path):
 
 
 def test_preview_grid_draws_requested_images():
-    fig = preview_grid(generate_synthetic(6, variant="multi_object"), n=6, columns=3)
+    fig = preview_grid(generate_synthetic(6, variant="multi_object", version=1), n=6, columns=3)
     assert len([ax for ax in fig.axes if ax.images]) == 6

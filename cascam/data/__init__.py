@@ -19,7 +19,12 @@ def load_data(config: CascadeConfig) -> ImageData:
         from .synthetic import generate_synthetic
 
         return generate_synthetic(
-            config.n_images, size=config.image_size, variant=config.variant, seed=config.seed, artifact=config.artifact
+            config.n_images,
+            size=config.image_size,
+            variant=config.variant,
+            seed=config.seed,
+            artifact=config.artifact,
+            version=config.benchmark_version,
         )
     if config.data == "folder":
         return load_artifact_folder(
