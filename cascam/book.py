@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -18,7 +19,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from .config import ConfigError, parse_overrides, read_yaml
+from .config import CascadeConfig, ConfigError, parse_overrides, read_yaml
 from .verdicts import VERDICTS
 
 __all__ = [
@@ -72,6 +73,25 @@ def notebook_order(root: Path | None = None) -> list[str]:
     walk(toc)
     names = [Path(e).name for e in entries if (root / "notebooks" / f"{Path(e).name}.py").exists()]
     return [n for n in names if n != "index"] + (["index"] if "index" in names else [])
+
+
+class _UndeclaredFilter:
+    """Drops papermill's "Passed unknown parameter" warning for configuration fields (passed on purpose)."""
+
+    def __init__(self, names: set[str]) -> None:
+        self.names = names
+
+    def filter(self, record) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("Passed unknown parameter:") and message.split(":", 1)[1].strip() in self.names)
+
+
+def _quiet_undeclared(names: set[str]) -> None:
+    import logging
+
+    logger = logging.getLogger("papermill")
+    if not any(isinstance(f, _UndeclaredFilter) for f in logger.filters):
+        logger.addFilter(_UndeclaredFilter(names))
 
 
 def _declared_parameters(nb) -> set[str]:
@@ -139,7 +159,12 @@ def execute_notebook(name: str, profile_name: str, params: dict[str, Any], root:
     nb = jupytext.read(src)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     declared = _declared_parameters(nb)
-    use = {k: v for k, v in params.items() if k in declared}
+    # A page receives the parameters its cell declares, plus every field of the cascade's configuration
+    # the profile sets (a page builds its runs with config_from_params(globals())), so a new engine
+    # option set in a profile reaches every page without editing each parameters cell.
+    config_fields = {f.name for f in dataclasses.fields(CascadeConfig)}
+    use = {k: v for k, v in params.items() if k in declared or k in config_fields}
+    _quiet_undeclared(config_fields)
     pages = root / PAGES_DIR
     pages.mkdir(parents=True, exist_ok=True)
     staged = pages / f".{name}.input.ipynb"

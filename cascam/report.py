@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 
 from .cascade import Cascade, run_cascade
+from .stats import bootstrap_mean_ci
 from .store import RunStore
 
 __all__ = ["headline", "headline_scores", "benchmark_validity", "format_report"]
@@ -64,7 +65,8 @@ def benchmark_validity(cascade: Cascade, store: RunStore | None = None) -> dict:
         and ``cam_near_box_rate`` within 3 px of it (a coarse CAM can peak just beside a small box).
     The operating point: ``cam_on_animal_rate`` (the maximum on the animal's silhouette, the object
     mask) and ``cam_elsewhere_rate`` (on neither). Where the box lies over the animal a peak counts
-    for both, as with a trimap, so the rates may sum to more than one.
+    for both, as with a trimap, so the rates may sum to more than one. ``cam_on_animal_ci`` and
+    ``cam_on_box_ci``: percentile-bootstrap 95 % intervals over the validation images.
     """
     from .data.synthetic import box_only_accuracy
 
@@ -86,6 +88,8 @@ def benchmark_validity(cascade: Cascade, store: RunStore | None = None) -> dict:
         on_animal = obj.reshape(len(obj), -1).gather(1, flat[:, None])[:, 0]
         out["cam_on_animal_rate"] = float(on_animal.float().mean())
         out["cam_elsewhere_rate"] = float((~on_animal & ~on_box).float().mean())
+        out["cam_on_animal_ci"] = bootstrap_mean_ci(on_animal.float().numpy())
+    out["cam_on_box_ci"] = bootstrap_mean_ci(on_box.float().numpy())
     return out
 
 

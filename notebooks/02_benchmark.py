@@ -15,15 +15,20 @@
 #
 # The paper's data are Oxford-IIIT Pet photos with an inserted "Cat"/"Dog" label box: a perfect
 # shortcut. To run the whole book on a laptop CPU — and to measure what the paper could only show —
-# the default profile uses a procedurally drawn analogue: a cat (pointed ears on top) or a dog
-# (floppy ears hanging down) with random size, position, colour and pose on a varied background,
-# plus a label box reading "Cat" (white box) or "Dog" (black box) at a random position. Every image
-# has a mask per animal and per artifact, and an artifact-free twin.
+# the default profile uses a procedurally drawn analogue (drawing **version 2**): a whole cat or dog
+# (head with ears and face, body, four legs, tail) that fills a third to two thirds of the frame like
+# the pets in the photos, with random colour and pose on a varied background, plus a label box at
+# the paper's proportions (86/512 of the side) reading "Cat" (white box) or "Dog" (black box),
+# placed anywhere, so that it often lies over the animal. The parts tell the class to different
+# degrees: the head (ears, nose, muzzle) clearly, the tail moderately, the body weakly, the legs
+# barely — so a cascade has several pieces of evidence to peel one after another. Every image has
+# the animal's whole silhouette (pixels under the box included, as in a trimap), a mask per part,
+# and a box-free twin. Version 1 (small heads only) stays available as `benchmark_version=1`.
 #
 # The benchmark is *valid* when (a) the box alone predicts the class, (b) the animal alone predicts
-# it (a model trained on box-free images reaches ≥ 95 % validation accuracy), and (c) with boxes, the
-# model takes the shortcut (its CAM peaks on the box). This page measures all three on the run the
-# other pages use.
+# it (a model trained on box-free images reaches ≥ 95 % validation accuracy), and (c) with boxes,
+# plain CAM takes the shortcut on part of the images. The paper's plain CAM points at the animal on
+# 42.3 % of its images (Table 5), a partial shortcut; this page measures where ours points.
 
 # %% tags=["parameters"]
 profile = "default"
@@ -72,26 +77,77 @@ for number, var in (("S1", "single"), ("S2", "multi_artifact"), ("S3", "multi_ob
                 name=f"benchmark_{var}")
 
 # %% [markdown]
-# ## Validity
+# ## Geometry against the paper's data
+#
+# How much of the frame the animal fills, and how the box sits on it, in this build's images; the
+# paper's photos are the target (pets fill roughly a third to two thirds of the frame; the box is
+# 86/512 of the side, 2.8 % of the frame, pasted without regard to the pet).
+
+# %%
+if cfg.data == "synthetic":
+    from cascam.data.synthetic import benchmark_geometry
+    from cascam.plotting import plot_area_share
+
+    n_geo = min(cfg.n_images, 1000)
+    geo = {f"version {v}": benchmark_geometry(generate_synthetic(n_geo, size=image_size, variant=variant, seed=seed,
+                                                                 version=v)) for v in (1, 2)}
+    show_figure(plot_area_share(geo), "S4", f"The animal's share of the frame in the first {n_geo} images of each "
+                "drawing version; shaded: a third to two thirds, the share pets take in the paper's photos.",
+                name="benchmark_area_share")
+    rows = {}
+    for title, g in geo.items():
+        q = g["animal_share"].quantile([0.25, 0.5, 0.75])
+        rows[title] = {
+            "animal ÷ frame, median [IQR]": f"{q[0.5]:.2f} [{q[0.25]:.2f}, {q[0.75]:.2f}]",
+            "box ÷ frame": f"{100 * g['box_share'].mean():.1f} %",
+            "images where the box lies on the animal": f"{100 * (g['box_over_animal'] > 0).mean():.1f} %",
+            "animal hidden by the box (mean)": f"{100 * g['animal_hidden'].mean():.1f} %",
+        }
+    rows["target (the paper's photos)"] = {"animal ÷ frame, median [IQR]": "between 0.33 and 0.67",
+                                           "box ÷ frame": "2.8 %", "images where the box lies on the animal": "often",
+                                           "animal hidden by the box (mean)": "a few %"}
+    show_table(pd.DataFrame(rows).T, "S0", "Geometry of both drawing versions beside the target. Version 1's object "
+               "mask excludes the box, so the box never lies on it by construction.", name="benchmark_geometry")
+
+# %% [markdown]
+# ## Validity and the baseline's operating point
 
 # %%
 if cfg.data == "synthetic" and cfg.artifact:
     cascade = run_cascade(cfg, store())
     validity = benchmark_validity(cascade, store())
+    n_valid = len(cascade.valid_index)
+    pct = lambda v: f"{100 * v:.1f} %"  # noqa: E731
+    ci = lambda key: " [{:.1f}, {:.1f}]".format(*(100 * c for c in validity[key])) if key in validity else ""  # noqa: E731
+    v2 = cfg.benchmark_version >= 2
     table = pd.DataFrame(
         {
             "condition": ["(a) box alone predicts the class", "(b) animal alone: box-free validation accuracy",
-                          "(c) plain CAM peaks on the box", "(c') plain CAM peaks within 3 px of the box"],
-            "measured": [validity["box_only_accuracy"], validity["boxfree_valid_accuracy"],
-                         validity["cam_on_box_rate"], validity["cam_near_box_rate"]],
-            "required": ["= 1", "≥ 0.95", "most images (> 0.5)", "—"],
+                          "(c) plain CAM peaks on the animal", "(c) plain CAM peaks on the box",
+                          "plain CAM peaks within 3 px of the box", "plain CAM peaks on neither"],
+            "measured": [pct(validity["box_only_accuracy"]), pct(validity["boxfree_valid_accuracy"]),
+                         pct(validity.get("cam_on_animal_rate", float("nan"))) + ci("cam_on_animal_ci"),
+                         pct(validity["cam_on_box_rate"]) + ci("cam_on_box_ci"),
+                         pct(validity["cam_near_box_rate"]), pct(validity.get("cam_elsewhere_rate", float("nan")))],
+            "target": ["100 %", "≥ 95 %", "30–55 % (paper's CAM: 42.3 %)" if v2 else "—",
+                       "most of the rest" if v2 else "most images (> 50 %)", "—", "few"],
         }
     ).set_index("condition")
-    show_table(table, "S1", "Validity of the synthetic benchmark, measured on this build's data and split.",
-               name="benchmark_validity", floatfmt="{:.3f}")
-    ok = (validity["box_only_accuracy"] == 1.0 and validity["boxfree_valid_accuracy"] >= 0.95
-          and validity["cam_on_box_rate"] > 0.5)
-    display(Markdown(f"All three conditions {'hold' if ok else '**do not all hold**'} in this build."))
+    show_table(table, "S1", f"Validity and plain CAM's operating point, measured on this build's {n_valid} validation "
+               "images (model 1 of the main run). A peak on a box lying over the animal counts for both rows, as it "
+               "would with the paper's trimaps.", name="benchmark_validity")
+    on_animal = validity.get("cam_on_animal_rate", float("nan"))
+    ok_ab = validity["box_only_accuracy"] == 1.0 and validity["boxfree_valid_accuracy"] >= 0.95
+    if v2:
+        where = ("inside the target band" if 0.30 <= on_animal <= 0.55 else
+                 "below the target band (a stronger shortcut than the paper's)" if on_animal < 0.30 else
+                 "above the target band (a weaker shortcut than the paper's)")
+        display(Markdown(f"Conditions (a) and (b) {'hold' if ok_ab else '**do not both hold**'}. Plain CAM points at "
+                         f"the animal on **{pct(on_animal)}**{ci('cam_on_animal_ci')} of {n_valid} validation images and at the box on "
+                         f"{pct(validity['cam_on_box_rate'])}: {where}."))
+    else:
+        ok = ok_ab and validity["cam_on_box_rate"] > 0.5
+        display(Markdown(f"All three conditions {'hold' if ok else '**do not all hold**'} in this build."))
 else:
     display(Markdown("The validity checks apply to the synthetic benchmark with label boxes only."))
 
