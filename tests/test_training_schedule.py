@@ -10,6 +10,7 @@ import time
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import make_toy_data
 from torch import nn
 
 import cascam.pretrain as pretrain_mod
@@ -21,8 +22,6 @@ from cascam.data import load_data
 from cascam.models import small_cnn
 from cascam.pretrain import pretrain_images, pretrain_key, pretrained_body
 from cascam.training import predict_logits, train_classifier
-
-from conftest import make_toy_data
 
 
 def _split(n=48, size=16):
