@@ -21,6 +21,7 @@ from .explainers import Explainer, get_explainer
 from .hooks import pause_after_iteration
 from .masking import combine_maps, mask_images, normalize_maps
 from .models import CamNet, build_model
+from .pretrain import pretrained_body
 from .store import RunRecord, RunStore
 from .threshold import apply_threshold
 from .training import accuracy, resolve_device, split_indices, to_device, train_classifier
@@ -297,6 +298,13 @@ class _Run:
         clean = self.data.clean_images
         return to_float_images(clean[self.valid_index]) if clean is not None else None
 
+    @cached_property
+    def pretrained(self) -> tuple[dict, dict] | None:
+        """The pre-trained body every model starts from and its stats (``pretrain``), or None."""
+        if self.config.pretrain == "none":
+            return None
+        return pretrained_body(self.config, self.store, self.device, progress=self.progress)
+
 
 @dataclass
 class _Fitted:
@@ -357,8 +365,11 @@ def _train(run: _Run, k: int, x: torch.Tensor) -> _Fitted:
     """Train model k on x^(k) with early stopping, and measure it on the validation split."""
     config, labels, valid = run.config, run.data.labels, run.valid_index
     t_train, v_train = torch.as_tensor(run.train_index), torch.as_tensor(valid)
+    pretrained = run.pretrained
     torch.manual_seed(config.seed * 1000 + k)
     model = build_model(config.arch, num_classes=2, pretrained=config.pretrained)
+    if pretrained is not None:  # the pre-trained body, a fresh head
+        model.features.load_state_dict(pretrained[0])
     result = train_classifier(
         model,
         x[t_train],
@@ -375,6 +386,8 @@ def _train(run: _Run, k: int, x: torch.Tensor) -> _Fitted:
         device=run.device,
         progress=run.progress,
         desc=f"model {k}/{config.K}",
+        freeze_epochs=config.freeze_epochs,
+        body_lr_mult=config.body_lr_mult,
     )
     model = result.model
     stats = {
@@ -392,6 +405,8 @@ def _train(run: _Run, k: int, x: torch.Tensor) -> _Fitted:
         "data_load_seconds": run.load_seconds if k == 1 else 0.0,
         "device": _describe(run.device),
     }
+    if pretrained is not None:
+        stats.update(pretrain_key=pretrained[1]["key"], pretrain_valid_accuracy=pretrained[1]["valid_accuracy"])
     return _Fitted(model, result.history, stats, "trained")
 
 
@@ -415,6 +430,7 @@ def _save(record: RunRecord, k: int, fitted: _Fitted, timings: dict, *, n_images
 _TRAINING_STATS = (
     "train_seconds", "epochs_run", "best_epoch", "stopped_early", "valid_accuracy_own",
     "valid_accuracy_original", "valid_accuracy_clean", "data_load_seconds", "device",
+    "pretrain_key", "pretrain_valid_accuracy",
 )
 
 

@@ -40,6 +40,8 @@ THRESHOLDS = ("none", "topk", "ebayes")
 DATA_SOURCES = ("synthetic", "folder", "oxford")
 EXPLAIN_ON = ("original", "masked")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+#: Pre-training of the body before the cascade: ``none``, or ``clean`` (box-free synthetic images).
+PRETRAIN = ("none", "clean")
 #: Fields that say where/how a run executes, not what it computes; they do not enter the hash.
 EXECUTION_FIELDS = ("device", "num_workers", "progress")
 #: Fields that change only how the trained models explain, not what is trained; they do not enter
@@ -64,7 +66,17 @@ MASKING_FIELDS = (
 #: of drawing 1 keep their names, runs of drawing 2 get new ones. A stored ``config.yaml`` without it
 #: is therefore read as drawing 1 (:meth:`CascadeConfig.from_dict`). It enters the hash of synthetic
 #: runs only (other data sources do not draw anything).
-OPTIONAL_FIELDS = {"mask_dilate": 0.0, "benchmark_version": 1}
+OPTIONAL_FIELDS = {
+    "mask_dilate": 0.0,
+    "benchmark_version": 1,
+    "freeze_epochs": 0,
+    "body_lr_mult": 1.0,
+    "pretrain": "none",
+    "pretrain_epochs": 5,
+    "pretrain_n_images": 2000,
+}
+#: Fields that matter only when ``pretrain`` is not ``none`` (left out of the hash otherwise).
+PRETRAIN_FIELDS = ("pretrain_epochs", "pretrain_n_images")
 #: Smallest input side per architecture (the network's total stride times 2).
 MIN_IMAGE_SIZE = {"small_cnn": 16, "resnet18": 64, "resnet34": 64, "resnet50": 64, "efficientnet_lite0": 64}
 
@@ -130,6 +142,12 @@ class CascadeConfig:
             shape into a blob so that the shape of the hole carries less of the class.
     Model and training
         arch, pretrained, epochs (max), min_epochs, patience, batch_size, lr, weight_decay, seed.
+        freeze_epochs: each model's first epochs train only the head (and the body's batch norm), then
+            every layer trains (0 = one phase; counted in epochs). body_lr_mult: the body's learning rate
+            is lr × body_lr_mult (docs/method.md, § The training schedule: fastai's fine_tune).
+        pretrain: ``none``, or ``clean``: every model starts from a small_cnn body trained on
+            pretrain_n_images box-free synthetic images (not the run's) for pretrain_epochs epochs, cached in
+            the run store — the synthetic stand-in for ImageNet weights (synthetic data, small_cnn only).
     Execution (not hashed)
         device (``auto`` picks CUDA when available), num_workers, progress.
     """
@@ -168,6 +186,11 @@ class CascadeConfig:
     lr: float = 2e-3
     weight_decay: float = 0.0
     seed: int = 0
+    freeze_epochs: int = 0
+    body_lr_mult: float = 1.0
+    pretrain: str = "none"
+    pretrain_epochs: int = 5
+    pretrain_n_images: int = 2000
     # execution
     device: str = "auto"
     num_workers: int = 0
@@ -259,6 +282,28 @@ class CascadeConfig:
             raise ConfigError(f"weight_decay: must be ≥ 0; got {self.weight_decay!r}")
         set_(self, "weight_decay", wd)
         set_(self, "seed", _integer("seed", self.seed, 0))
+        set_(self, "freeze_epochs", _integer("freeze_epochs", self.freeze_epochs, 0))
+        if self.freeze_epochs > self.epochs:
+            raise ConfigError(
+                f"freeze_epochs: must be ≤ epochs={self.epochs} (epochs counts both phases); got {self.freeze_epochs}"
+            )
+        mult = _finite("body_lr_mult", self.body_lr_mult)
+        if not 0 < mult <= 1e3:
+            raise ConfigError(f"body_lr_mult: the body's share of lr must be in (0, 1000]; got {self.body_lr_mult!r}")
+        set_(self, "body_lr_mult", mult)
+        set_(self, "pretrain", _choice("pretrain", self.pretrain, PRETRAIN))
+        set_(self, "pretrain_epochs", _integer("pretrain_epochs", self.pretrain_epochs, 1))
+        set_(self, "pretrain_n_images", _integer("pretrain_n_images", self.pretrain_n_images, 8))
+        if self.pretrain == "clean" and self.data != "synthetic":
+            raise ConfigError(
+                f"pretrain: 'clean' pre-trains on box-free synthetic images, so it needs data=synthetic "
+                f"(got data={self.data!r}; real photos use pretrained=true, ImageNet weights)"
+            )
+        if self.pretrain == "clean" and self.arch != "small_cnn":
+            raise ConfigError(
+                f"pretrain: 'clean' is for arch=small_cnn; arch={self.arch!r} takes ImageNet weights "
+                "with pretrained=true instead"
+            )
         set_(self, "device", _choice("device", self.device, DEVICES))
         set_(self, "num_workers", _integer("num_workers", self.num_workers, 0))
         for flag in ("artifact", "pretrained", "progress"):
@@ -294,6 +339,9 @@ class CascadeConfig:
         for name, default in OPTIONAL_FIELDS.items():
             if name in out and out[name] == default:
                 out.pop(name)
+        if self.pretrain == "none":
+            for name in PRETRAIN_FIELDS:
+                out.pop(name, None)
         if isinstance(self.explainer, str):
             out.pop("K")
         return out

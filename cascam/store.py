@@ -225,6 +225,10 @@ class RunStore:
             atomic_write_text(d / "config.yaml", yaml.safe_dump(config.training_dict(), sort_keys=True))
         return RunRecord(d, config)
 
+    def pretrain_dir(self, key: str) -> Path:
+        """The folder of one pre-trained network (:mod:`cascam.pretrain`), shared by the runs that use it."""
+        return self.root / "_pretrain" / key
+
     def get(self, config: CascadeConfig) -> RunRecord | None:
         """The record for ``config`` if its folder exists, else None."""
         d = self.path(config)

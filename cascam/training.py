@@ -1,4 +1,6 @@
-"""Training one classifier of the cascade: seeded, early-stopped on validation loss, with a per-epoch history.
+"""Training one classifier of the cascade: seeded, early-stopped on validation loss, with a per-epoch history,
+optionally in two phases (a frozen body, then everything with a lower body learning rate; docs/method.md,
+§ The training schedule).
 
 Images live in memory as float tensors in [0, 1]; batches move to the device, where flips are applied.
 On CUDA: bf16 autocast, channels-last layout, the training set moved to the GPU once when it fits
@@ -27,6 +29,7 @@ __all__ = [
     "to_device",
     "stage_on_device",
     "prepare_model",
+    "body_parameters",
 ]
 
 #: Share of the free GPU memory that a training set may take when it is moved to the GPU whole.
@@ -144,6 +147,37 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
     return float((pred == labels.cpu()).float().mean())
 
 
+def body_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """``(body, rest)``: the parameters of ``model.features`` (a :class:`~cascam.models.CamNet`'s
+    body) and all the others (the head), each in ``model.parameters()`` order."""
+    body = getattr(model, "features", None)
+    if not isinstance(body, nn.Module):
+        raise ValueError("freeze_epochs/body_lr_mult: the model has no `features` body (a CamNet has one)")
+    ids = {id(p) for p in body.parameters()}
+    params = list(model.parameters())
+    return [p for p in params if id(p) in ids], [p for p in params if id(p) not in ids]
+
+
+def _is_batchnorm(module: nn.Module) -> bool:
+    return isinstance(module, nn.modules.batchnorm._BatchNorm)
+
+
+def _set_body_frozen(model: nn.Module, frozen: bool, train_bn: bool) -> None:
+    """Freeze (or unfreeze) the body: its parameters stop receiving gradients, except those of its
+    batch-norm layers when ``train_bn`` (fastai's ``train_bn=True``)."""
+    for module in model.features.modules():
+        keep = not frozen or (train_bn and _is_batchnorm(module))
+        for p in module.parameters(recurse=False):
+            p.requires_grad_(keep)
+
+
+def _body_batchnorm_eval(model: nn.Module) -> None:
+    """The body's batch-norm layers in eval mode (running statistics fixed), for ``train_bn=False``."""
+    for module in model.features.modules():
+        if _is_batchnorm(module):
+            module.eval()
+
+
 def _evaluate(model, images, labels, batch_size) -> tuple[float, float]:
     logits = predict_logits(model, images, batch_size)
     loss = float(F.cross_entropy(logits, labels.cpu()))
@@ -170,6 +204,9 @@ def train_classifier(
     progress: bool = True,
     desc: str = "train",
     min_delta: float = 1e-3,
+    freeze_epochs: int = 0,
+    body_lr_mult: float = 1.0,
+    train_bn: bool = True,
 ) -> TrainResult:
     """Train ``model`` with Adam and cross-entropy, early stopping on the validation loss.
 
@@ -178,19 +215,40 @@ def train_classifier(
     ``min_epochs`` (validation loss plateaus early with batch norm), and after ``epochs`` at most;
     the weights of the best epoch are restored. Horizontal flips are applied on the device.
 
+    Two-phase schedule (fastai's ``fine_tune``): during the first ``freeze_epochs`` epochs the body
+    (``model.features``) is frozen — its parameters get no gradient and do not change — except its
+    batch-norm layers when ``train_bn`` (their affine parameters train and their running statistics
+    update, as fastai's ``train_bn=True``; with ``train_bn=False`` they are fixed too). Then every
+    parameter trains. One Adam optimizer with two parameter groups serves both phases: the head at
+    ``lr``, the body at ``lr * body_lr_mult`` (so the body's batch-norm layers also train at that rate
+    while the rest is frozen). The best epoch may be a frozen one, but early stopping counts only
+    unfrozen epochs: ``patience`` restarts when the body is unfrozen, and no run stops during the
+    frozen phase. ``epochs`` counts both phases (``freeze_epochs == epochs`` trains only the head and
+    the body's batch norm). With ``freeze_epochs=0`` and ``body_lr_mult=1`` this is the one-phase
+    training, bit for bit.
+
     Args:
         train_images, valid_images: float ``(N, 3, H, W)`` in [0, 1] (CPU or device).
         train_labels, valid_labels: int64 ``(N,)``.
     Returns:
-        :class:`TrainResult` with one history row per epoch: ``epoch, train_loss, valid_loss,
-        valid_accuracy, seconds``.
+        :class:`TrainResult` with one history row per epoch: ``epoch``, ``phase`` (``frozen`` or
+        ``unfrozen``), ``train_loss``, ``valid_loss``, ``valid_accuracy``, ``seconds``.
     """
+    if isinstance(freeze_epochs, bool) or not isinstance(freeze_epochs, int) or freeze_epochs < 0:
+        raise ValueError(f"freeze_epochs: must be an integer ≥ 0; got {freeze_epochs!r}")
+    if not body_lr_mult > 0:
+        raise ValueError(f"body_lr_mult: must be > 0; got {body_lr_mult!r}")
     device = torch.device(device)
     torch.manual_seed(seed)
     prepare_model(model, device)
     train_images, train_labels = stage_on_device(train_images, device), stage_on_device(train_labels, device)
     valid_images = stage_on_device(valid_images, device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    if freeze_epochs == 0 and body_lr_mult == 1:
+        opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    else:
+        body, head = body_parameters(model)
+        groups = [{"params": head, "lr": lr, "name": "head"}, {"params": body, "lr": lr * body_lr_mult, "name": "body"}]
+        opt = torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
     n = len(train_images)
     best_loss, best_state, best_epoch, since_best = float("inf"), None, 0, 0
@@ -200,7 +258,15 @@ def train_classifier(
     stopped_early = False
     for epoch in bar:
         t0 = time.perf_counter()
+        frozen = epoch <= freeze_epochs
+        if freeze_epochs and epoch == 1:
+            _set_body_frozen(model, True, train_bn)
+        elif freeze_epochs and epoch == freeze_epochs + 1:
+            _set_body_frozen(model, False, train_bn)
+            since_best = 0  # patience counts only the unfrozen epochs
         model.train()
+        if frozen and not train_bn:
+            _body_batchnorm_eval(model)
         order = torch.randperm(n, generator=gen)
         total, count = 0.0, 0
         for start in range(0, n, batch_size):
@@ -226,6 +292,7 @@ def train_classifier(
         history.append(
             {
                 "epoch": epoch,
+                "phase": "frozen" if frozen else "unfrozen",
                 "train_loss": total / max(count, 1),
                 "valid_loss": valid_loss,
                 "valid_accuracy": valid_acc,
@@ -240,10 +307,12 @@ def train_classifier(
             since_best = 0 if improved else since_best + 1
         else:
             since_best += 1
-        if epoch >= min_epochs and since_best > patience and epoch < epochs:
+        if not frozen and epoch >= min_epochs and since_best > patience and epoch < epochs:
             stopped_early = True
             break
     bar.close()
+    if freeze_epochs:
+        _set_body_frozen(model, False, train_bn)
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()

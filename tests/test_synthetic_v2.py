@@ -249,3 +249,14 @@ def test_write_preview_and_plot(tmp_path):
     fig = plot_area_share({"version 1": benchmark_geometry(generate_synthetic(6, version=1)), "version 2": benchmark_geometry(d)})
     assert len(fig.axes) == 2
     assert fig.axes[0].get_xlabel() == "animal area ÷ frame area" and fig.axes[0].get_ylabel() == "images"
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_start_returns_the_same_images_as_the_tail_of_a_longer_call(version):
+    whole = generate_synthetic(7, size=32, seed=3, version=version)
+    tail = generate_synthetic(3, size=32, seed=3, version=version, start=4)
+    assert torch.equal(tail.images, whole.images[4:])
+    assert torch.equal(tail.object_masks, whole.object_masks[4:])
+    assert tail.names == whole.names[4:]
+    with pytest.raises(ValueError, match="start"):
+        generate_synthetic(2, size=32, start=-1)

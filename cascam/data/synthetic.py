@@ -757,6 +757,7 @@ def generate_synthetic(
     cat_fraction: float = 0.5,
     box_fraction: float | None = None,
     version: int = DEFAULT_BENCHMARK_VERSION,
+    start: int = 0,
 ) -> ImageData:
     """Generate ``n`` synthetic cat/dog images with a class-correlated label box ("shortcut pets").
 
@@ -768,6 +769,8 @@ def generate_synthetic(
             corner stamp, ``artifact2``) or ``"multi_object"`` (two animals of the same class, the
             second smaller).
         seed: base seed.
+        start: index of the first image: the call returns images ``start .. start + n − 1`` of the
+            stream (e.g. pre-training images far from any run's own, without drawing those first).
         artifact: draw the artifacts; with ``False``, ``images`` equals ``clean_images`` and the
             artifact masks are all False (the animals and backgrounds are unchanged).
         cat_fraction: probability that an image is a cat (label 0); each label is drawn independently.
@@ -813,8 +816,10 @@ def generate_synthetic(
     clean = np.zeros((n, size, size, 3), np.uint8)
     labels = np.zeros(n, np.int64)
     parts = {name: np.zeros((n, size, size), bool) for name in part_names}
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        raise ValueError(f"start must be an integer ≥ 0; got {start!r}")
     for i in range(n):
-        item = render(seed, i, size, variant, cat_fraction, box_side, stamp_side)
+        item = render(seed, start + i, size, variant, cat_fraction, box_side, stamp_side)
         labels[i] = item["label"]
         clean[i] = item["clean"]
         animals = item["animals"]
@@ -850,13 +855,14 @@ def generate_synthetic(
         artifact_masks=part_tensors["artifact1"] | part_tensors["artifact2"],
         clean_images=to_chw(clean),
         parts=part_tensors,
-        names=[f"{prefix}{variant}-s{seed}-{i:05d}" for i in range(n)],
+        names=[f"{prefix}{variant}-s{seed}-{i:05d}" for i in range(start, start + n)],
         class_names=CLASS_NAMES,
         meta={
             "source": "synthetic",
             "version": SYNTHETIC_VERSIONS[version],
             "benchmark_version": version,
             "n": n,
+            "start": start,
             "size": size,
             "variant": variant,
             "seed": seed,
