@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from .streaming import iterate_batches
+
 __all__ = [
     "resolve_device",
     "split_indices",
@@ -113,6 +115,13 @@ class TrainResult:
     seconds: float = 0.0
 
 
+def _as_float(xb: torch.Tensor) -> torch.Tensor:
+    """A batch as float32 in [0, 1]: uint8 is divided by 255, float16 (a streamed x^(k)) widened."""
+    if xb.dtype == torch.uint8:
+        return xb.float() / 255
+    return xb if xb.dtype == torch.float32 else xb.float()
+
+
 def _autocast(device: torch.device):
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -127,9 +136,7 @@ def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 256
     model.eval()
     out = []
     for start in range(0, len(images), batch_size):
-        xb = to_device(images[start : start + batch_size], device)
-        if xb.dtype == torch.uint8:
-            xb = xb.float() / 255
+        xb = _as_float(to_device(images[start : start + batch_size], device))
         with _autocast(device):
             out.append(model(xb).float().cpu())
     model.train(was_training)
@@ -203,15 +210,9 @@ def train_classifier(
         model.train()
         order = torch.randperm(n, generator=gen)
         total, count = 0.0, 0
-        for start in range(0, n, batch_size):
-            idx = order[start : start + batch_size]
-            if len(idx) < 2 and count > 0:  # a batch of one breaks batch norm; drop the remainder
-                continue
-            didx = idx.to(train_images.device)
-            xb = to_device(train_images[didx], device)
-            yb = to_device(train_labels[didx.to(train_labels.device)], device)
-            if xb.dtype == torch.uint8:
-                xb = xb.float() / 255
+        for idx, xb in iterate_batches(train_images, order, batch_size, device):  # drops a last batch of one
+            yb = to_device(train_labels[idx.to(train_labels.device)], device)
+            xb = _as_float(xb)
             if flip:
                 flips = torch.rand(len(idx), generator=gen) < 0.5
                 xb = torch.where(flips.to(device).view(-1, 1, 1, 1), xb.flip(-1), xb)
