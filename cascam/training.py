@@ -1,6 +1,8 @@
 """Training one classifier of the cascade: seeded, early-stopped on validation loss, with a per-epoch history.
 
-Images live in memory as float tensors in [0, 1]; batches move to the device, where flips are applied.
+Images are float tensors in [0, 1] (or uint8) in memory, or a streamed source (:mod:`cascam.streaming`:
+an x^(k) file in the run folder, read batch by batch through a DataLoader); batches move to the
+device, are widened to float32 there, and flipped there.
 On CUDA: bf16 autocast, channels-last layout, the training set moved to the GPU once when it fits
 (:func:`stage_on_device`), otherwise batches copied through pinned memory without blocking.
 """
@@ -186,7 +188,8 @@ def train_classifier(
     the weights of the best epoch are restored. Horizontal flips are applied on the device.
 
     Args:
-        train_images, valid_images: float ``(N, 3, H, W)`` in [0, 1] (CPU or device).
+        train_images, valid_images: float ``(N, 3, H, W)`` in [0, 1] or uint8 (CPU or device), or a
+            :class:`~cascam.streaming.DiskImages`/:class:`~cascam.streaming.TensorImages` source.
         train_labels, valid_labels: int64 ``(N,)``.
     Returns:
         :class:`TrainResult` with one history row per epoch: ``epoch, train_loss, valid_loss,
