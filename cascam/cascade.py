@@ -131,7 +131,9 @@ class Cascade:
         """Everything the cascade does to ``images``: per iteration k the input x^(k), the raw map
         CAM_k(x^(k)) and its thresholded M_k (lists of K tensors; x has K entries, x^(1) = the input).
 
-        This recomputes, with the trained models, exactly the masked images used in training.
+        This recomputes, with the trained models, the masked images used in training: exactly for a
+        run with ``stream=False`` or ``stream_dtype="float32"``; a streamed float16 run trained on
+        these values rounded to float16 (:mod:`cascam.streaming`).
         """
         targets = labels if labels is not None else self.predict_targets(images)
         x = to_float_images(images)
