@@ -1,13 +1,21 @@
-"""Peak memory of the masking step (``cascade_step``: CAM → Top-k → mask) as the number of images N grows.
+"""Peak memory and speed of a whole ``run_cascade`` as the number of images N grows, streamed x^(k) against
+the in-memory path.
 
-Each N runs in a fresh subprocess (peak RSS from ``resource.getrusage`` is a per-process high-water
-mark). The step's outputs are O(N) by design — raw maps and thresholded maps ``(N, H, W)`` and the
-masked images ``(N, 3, H, W)`` — and so is its input, so the script reports peak RSS minus the
-process before the step minus input and outputs: the working memory of the step. Batch-by-batch
-streaming keeps that constant in N; growth with N means an O(N) copy. On CUDA the device's peak
-allocated memory is reported too (inputs stay on the CPU, as ``run_cascade`` keeps them).
+Each (N, path) runs in a fresh subprocess (peak RSS from ``resource.getrusage(RUSAGE_SELF).ru_maxrss``
+of that child is a per-process high-water mark): it generates N synthetic images, then runs the real
+:func:`cascam.run_cascade` (K = 2, 1 epoch by default, so both the training loop and the masking
+step are measured) with ``stream=True`` (x^(k) in the run folder as float16, read batch by batch) or
+``stream=False`` (x^(k) as float32 tensors in memory: about 9 bytes per pixel and channel). The
+synthetic data set itself (uint8 images, clean images and six bool masks, about 4 bytes per pixel and
+channel) is in
+memory in both paths; the table shows the RSS after generating it (``data``) and the peak, so
+``peak − data`` is what the cascade adds: flat in N when streamed, O(N) in memory. images/s is
+N × K / the seconds of ``run_cascade``.
 
-Usage: python benchmarks/bench_memory.py [--device auto|cpu|cuda] [--n 256 1024] [--size 224] [--json out.json]
+The in-memory path is skipped where its estimated peak exceeds ``--limit-gb`` (default 24).
+
+Usage: python benchmarks/bench_memory.py [--sizes 1000 4000 16000] [--paths stream memory] [--image-size 224]
+       [--K 2] [--epochs 1] [--arch small_cnn] [--num-workers 0] [--threads N] [--json out.json]
 """
 
 from __future__ import annotations
@@ -18,12 +26,12 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
-import torch
 from _common import load_warning, machine_info  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
-MiB = 2**20
+MiB, GiB = 2**20, 2**30
 
 
 def current_rss() -> int:
@@ -43,131 +51,93 @@ def peak_rss() -> int:
     return peak if sys.platform == "darwin" else peak * 1024
 
 
-def measure(n: int, size: int, arch: str, batch_size: int, device_name: str) -> dict:
-    """In this (fresh) process: the masking step on ``n`` random float images; memory in bytes."""
-    from cascam.cascade import cascade_step
-    from cascam.config import CascadeConfig
-    from cascam.explainers import CAM
-    from cascam.models import build_model
-    from cascam.training import resolve_device
+def child(args) -> dict:
+    """In this (fresh) process: N synthetic images, then run_cascade on them; memory in bytes."""
+    import torch
 
-    device = resolve_device(device_name)
-    config = CascadeConfig(arch=arch, image_size=size, n_images=max(n, 8), progress=False)
-    torch.manual_seed(0)
-    model = build_model(arch, num_classes=2, pretrained=False).to(device).eval()
-    explainer = CAM()
-    # Warm-up on two images so library initialisation is not counted as the step's memory.
-    warm = torch.rand(2, 3, size, size)
-    cascade_step(model, explainer, warm, torch.zeros(2, dtype=torch.long), config, batch_size=batch_size)
-    del warm
-    base = current_rss()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from cascam import CascadeConfig, run_cascade
+    from cascam.data import load_data
 
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(n, 3, size, size, generator=g)
-    targets = torch.randint(0, 2, (n,), generator=g)
-    with_input = current_rss()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        cuda_before = torch.cuda.memory_allocated(device)
+    config = CascadeConfig(
+        n_images=args.n, image_size=args.image_size, K=args.K, epochs=args.epochs, min_epochs=0, arch=args.arch,
+        device=args.device, num_workers=args.num_workers, stream=args.path == "stream", progress=False,
+    )
     t0 = time.perf_counter()
-    cams, th, x_next = cascade_step(model, explainer, x, targets, config, batch_size=batch_size)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - t0
-    peak = peak_rss()
-    input_bytes = x.nbytes
-    output_bytes = cams.nbytes + th.nbytes + x_next.nbytes
-    out = {
-        "n": n,
-        "seconds": seconds,
-        "rss_base": base,
-        "rss_with_input": with_input,
-        "rss_peak": peak,
-        "input_bytes": input_bytes,
-        "output_bytes": output_bytes,
-        "working_bytes": peak - base - input_bytes - output_bytes,
+    data = load_data(config)
+    gen_seconds = time.perf_counter() - t0
+    rss_data = current_rss()
+    peak_before = peak_rss()
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        t0 = time.perf_counter()
+        run_cascade(config, tmp, data=data)
+        seconds = time.perf_counter() - t0
+    return {
+        "n": args.n, "path": args.path, "seconds": seconds, "generate_seconds": gen_seconds,
+        "images_per_second": args.n * args.K / seconds, "rss_data": rss_data, "rss_peak_before_run": peak_before,
+        "rss_peak": peak_rss(), "pixels": args.n * 3 * args.image_size**2,
     }
-    if device.type == "cuda":
-        out["cuda_peak_bytes"] = torch.cuda.max_memory_allocated(device) - cuda_before
-    return out
+
+
+def estimate_memory_path(n: int, size: int) -> int:
+    """Bytes the in-memory path needs at least: data (~4 B per pixel and channel) + x, x_next (float32)
+    + the validation copies (~1)."""
+    return int(n * 3 * size * size * (4 + 4 + 4 + 1))
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--n", type=int, nargs="+", default=[256, 1024], help="numbers of images, one process each")
-    parser.add_argument("--size", type=int, default=224, help="image side in px")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000, 16000], help="numbers of images N")
+    parser.add_argument("--paths", nargs="+", default=["stream", "memory"], choices=["stream", "memory"])
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--K", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--arch", default="small_cnn")
-    parser.add_argument("--batch-size", type=int, default=256, help="cascade_step's batch (its default)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--num-workers", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads in the child (0 = torch's default)")
+    parser.add_argument("--limit-gb", type=float, default=24.0, help="skip the in-memory path above this estimate")
+    parser.add_argument("--tmp", default=None, help="folder for the run store (default: the system's temp folder)")
+    parser.add_argument("--json")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--path", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
-    if args.child:  # one measurement, printed as JSON for the parent
-        print(json.dumps(measure(args.n[0], args.size, args.arch, args.batch_size, args.device)))
+    if args.child:
+        print(json.dumps(child(args)), flush=True)
         return {}
 
-    from cascam.training import resolve_device
+    import torch
 
-    device = resolve_device(args.device)
-    info = machine_info(device)
-    for key, value in info.items():
-        print(f"{key:>14}: {value}")
+    info = machine_info(torch.device("cpu") if args.device == "auto" else torch.device(args.device))
+    print(", ".join(f"{k}: {v}" for k, v in info.items()))
     if warning := load_warning(info):
         print(warning)
-    print(
-        f"{'setup':>14}: cascade_step (CAM, Top-k 10 %, mask) with {args.arch} (random weights), {args.size} px, "
-        f"batch {args.batch_size}, float32 input on the CPU; one fresh process per N\n",
-        flush=True,
-    )
-
+    print(f"run_cascade: synthetic, {args.image_size} px, K={args.K}, epochs={args.epochs}, {args.arch}, "
+          f"num_workers={args.num_workers}; one fresh process per (N, path)\n", flush=True)
+    print(f"{'N':>7}{'path':>8}{'data':>9}{'peak':>9}{'peak−data':>11}{'run s':>9}{'images/s':>10}   (RSS in MiB)")
     rows = []
-    header = f"{'N':>6}{'seconds':>9}{'input':>9}{'outputs':>9}{'peak RSS':>10}{'peak−base':>11}{'working':>9}"
-    if device.type == "cuda":
-        header += f"{'CUDA peak':>11}"
-    print(header + "   (MiB)")
-    for n in args.n:
-        cmd = [sys.executable, os.path.abspath(__file__), "--child", "--n", str(n), "--size", str(args.size)]
-        cmd += ["--arch", args.arch, "--batch-size", str(args.batch_size), "--device", args.device]
-        if args.threads:
-            cmd += ["--threads", str(args.threads)]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            sys.exit(f"N = {n}: the measuring process failed:\n{done.stderr}")
-        row = json.loads(done.stdout.strip().splitlines()[-1])
-        rows.append(row)
-        line = (
-            f"{n:>6}{row['seconds']:>9.2f}{row['input_bytes'] / MiB:>9.0f}{row['output_bytes'] / MiB:>9.0f}"
-            f"{row['rss_peak'] / MiB:>10.0f}{(row['rss_peak'] - row['rss_base']) / MiB:>11.0f}"
-            f"{row['working_bytes'] / MiB:>9.0f}"
-        )
-        if "cuda_peak_bytes" in row:
-            line += f"{row['cuda_peak_bytes'] / MiB:>11.0f}"
-        print(line, flush=True)
-
-    report: dict = {"machine": info, "arch": args.arch, "image_size": args.size, "batch_size": args.batch_size}
-    report["results"] = rows
-    if len(rows) >= 2:
-        first, last = rows[0], rows[-1]
-        growth = last["working_bytes"] - first["working_bytes"]
-        report["peak_difference_bytes"] = last["rss_peak"] - first["rss_peak"]
-        report["working_growth_bytes"] = growth
-        report["working_growth_vs_outputs"] = growth / max(last["output_bytes"] - first["output_bytes"], 1)
-        print(
-            f"\nN {first['n']} → {last['n']}: peak RSS +{report['peak_difference_bytes'] / MiB:.0f} MiB, of which "
-            f"input + outputs +{(last['input_bytes'] + last['output_bytes'] - first['input_bytes'] - first['output_bytes']) / MiB:.0f} MiB; "
-            f"working memory {first['working_bytes'] / MiB:.0f} → {last['working_bytes'] / MiB:.0f} MiB "
-            f"({growth / MiB:+.0f} MiB, {report['working_growth_vs_outputs']:.2f}× the outputs' growth; "
-            "0 = streaming, 1 = one extra copy of the outputs)"
-        )
-        if "cuda_peak_bytes" in first:
-            report["cuda_peak_difference_bytes"] = last["cuda_peak_bytes"] - first["cuda_peak_bytes"]
-            print(f"CUDA peak: {first['cuda_peak_bytes'] / MiB:.0f} → {last['cuda_peak_bytes'] / MiB:.0f} MiB")
-
+    for n in args.sizes:
+        for path in args.paths:
+            if path == "memory" and estimate_memory_path(n, args.image_size) > args.limit_gb * GiB:
+                print(f"{n:>7}{path:>8}   skipped: needs about {estimate_memory_path(n, args.image_size) / GiB:.0f} GiB "
+                      f"> --limit-gb {args.limit_gb:g}", flush=True)
+                continue
+            cmd = [sys.executable, os.path.abspath(__file__), "--child", "--n", str(n), "--path", path,
+                   "--image-size", str(args.image_size), "--K", str(args.K), "--epochs", str(args.epochs),
+                   "--arch", args.arch, "--device", args.device, "--num-workers", str(args.num_workers),
+                   "--threads", str(args.threads)] + (["--tmp", args.tmp] if args.tmp else [])
+            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                sys.exit(f"N = {n}, {path}: the measuring process failed:\n{done.stderr[-3000:]}")
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+            rows.append(row)
+            print(f"{n:>7}{path:>8}{row['rss_data'] / MiB:>9.0f}{row['rss_peak'] / MiB:>9.0f}"
+                  f"{(row['rss_peak'] - row['rss_data']) / MiB:>11.0f}{row['seconds']:>9.1f}"
+                  f"{row['images_per_second']:>10.2f}", flush=True)
+    report = {"machine": info, "image_size": args.image_size, "K": args.K, "epochs": args.epochs, "arch": args.arch,
+              "results": rows}
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(report, fh, indent=2)

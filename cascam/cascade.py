@@ -23,6 +23,7 @@ from .masking import combine_maps, mask_images, normalize_maps
 from .models import CamNet, build_model
 from .pretrain import pretrained_body
 from .store import RunRecord, RunStore
+from .streaming import DiskImages, ImageWriter, TensorImages, open_x, remove_x, take, x_path
 from .threshold import apply_threshold
 from .training import accuracy, resolve_device, split_indices, to_device, train_classifier
 
@@ -58,6 +59,7 @@ def cascade_step(
     mask: bool = True,
     keep_maps: bool = True,
     timings: dict | None = None,
+    out=None,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """One iteration's explanation and counterfactual step on images ``x`` (float, [0, 1]).
 
@@ -66,13 +68,18 @@ def cascade_step(
     ``keep_maps`` is False, which training uses since it needs only x^(k+1)). Work is done in
     batches on the model's device; results are written batch by batch into tensors allocated once on
     the device of ``x``, so peak memory is the outputs plus one batch.
+
+    ``x`` may also be a streamed source (:class:`~cascam.streaming.DiskImages`,
+    :class:`~cascam.streaming.TensorImages`), read one batch at a time; ``out`` (e.g. an
+    :class:`~cascam.streaming.ImageWriter`) receives x^(k+1) batch by batch instead of a tensor, and
+    is returned as the third element.
     """
     timings = timings if timings is not None else {}
     device = next(model.parameters()).device
     n, (h, w) = len(x), x.shape[-2:]
     cams_out = torch.empty(n, h, w, device=x.device) if keep_maps else None
     th_out = torch.empty(n, h, w, device=x.device) if keep_maps else None
-    next_out = torch.empty(n, 3, h, w, device=x.device) if mask else None
+    next_out = (out if out is not None else torch.empty(n, 3, h, w, device=x.device)) if mask else None
     t_explain = t_threshold = t_mask = 0.0
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
@@ -119,13 +126,15 @@ class Cascade:
         """Model 1's predicted class, the target used when no labels are given."""
         from .training import predict_logits
 
-        return predict_logits(self.models[0], to_float_images(images)).argmax(1)
+        return predict_logits(self.models[0], images).argmax(1)  # converted to float batch by batch
 
     def trace(self, images: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int = 128) -> dict:
         """Everything the cascade does to ``images``: per iteration k the input x^(k), the raw map
         CAM_k(x^(k)) and its thresholded M_k (lists of K tensors; x has K entries, x^(1) = the input).
 
-        This recomputes, with the trained models, exactly the masked images used in training.
+        This recomputes, with the trained models, the masked images used in training: exactly for a
+        run with ``stream=False`` or ``stream_dtype="float32"``; a streamed float16 run trained on
+        these values rounded to float16 (:mod:`cascam.streaming`).
         """
         targets = labels if labels is not None else self.predict_targets(images)
         x = to_float_images(images)
@@ -164,11 +173,15 @@ class Cascade:
         combine = self.config.combine if combine is None else combine
         targets = labels if labels is not None else self.predict_targets(images)
         if self.config.explain_on == "masked":
-            ths = self.trace(images, targets, batch_size)["thresholded"]
-        else:
-            x = to_float_images(images)
+            # one batch at a time through all K iterations: the masked images of one batch only
+            parts = [
+                self.trace(images[s : s + batch_size], targets[s : s + batch_size], batch_size)["thresholded"]
+                for s in range(0, len(images), batch_size)
+            ]
+            ths = [torch.cat([p[k] for p in parts]) for k in range(self.K)]
+        else:  # cascade_step converts the images to float batch by batch
             ths = [
-                cascade_step(m, e, x, targets, self.config, batch_size=batch_size, mask=False)[1]
+                cascade_step(m, e, images, targets, self.config, batch_size=batch_size, mask=False)[1]
                 for m, e in zip(self.models, self.explainers(), strict=True)
             ]
         combined = combine_maps(ths, lam, combine)
@@ -238,10 +251,18 @@ def run_cascade(
 
     For k = 1..K: train f_k on x^(k) (early stopping on the fixed validation split), compute
     M_k = TH(CAM_k(x^(k))) for every image and x^(k+1) = MinMax(x^(k) ⊙ exp(−θ M_k)). Iterations
-    already in the store are loaded, not retrained (their masks are recomputed from the saved
-    models, which on CPU reproduces them exactly), so a run killed after iteration k resumes at
+    already in the store are loaded, not retrained, so a run killed after iteration k resumes at
     k + 1, and a finished run only loads. Model 1 of another run that trained the same network
     (:meth:`RunStore.first_model_for`) is taken instead of training it again.
+
+    With ``config.stream`` (the default) x^(k) for k ≥ 2 lives in the run folder as a file
+    (``stream/x_KK.npy``, ``config.stream_dtype``; :mod:`cascam.streaming`), written batch by batch
+    by the masking step and read batch by batch by training, so memory does not grow with the
+    number of images beyond the uint8 data set itself; only the newest file is kept (all of them
+    with ``keep_stream``), and the folder is deleted when the run is complete. A resumed run reads the
+    newest complete x^(k) it needs from that folder; where there is none, it recomputes the masks
+    from the saved models (which on CPU reproduces them exactly). With ``stream=False`` x^(k) is a
+    float32 tensor in memory, as before.
 
     Per iteration the store records the history, timings (training, explanation, thresholding,
     masking) and the leakage diagnostic: validation accuracy of f_k on its own masked images, on
@@ -254,23 +275,54 @@ def run_cascade(
     data, load_seconds = _check_data(config, data)
     train_index, valid_index = _fix_split(config, data, record)
     run = _Run(config, store, record, data, train_index, valid_index, device, progress, load_seconds)
-    x = to_float_images(data.images)
+    x, start = _first_input(run)
     models: list[CamNet] = []
     bar = tqdm(range(1, config.K + 1), desc="CasCAM", unit="iter", disable=not progress)
     for k in bar:
         fitted = _train_or_load(run, k, x)
         bar.set_postfix(iteration=k, state=fitted.source)
         models.append(fitted.model)
-        x_next, timings = _step(run, k, fitted.model, x)
+        if k < start:  # model k is loaded and x^(k+1) is not needed, or was read from the run folder
+            continue
+        step = _recompute_step if fitted.source == "loaded" else _step
+        x_next, timings = step(run, k, fitted.model, x)
         if not record.has_iteration(k):  # trained or shared here, and saved by nobody meanwhile
             _save(record, k, fitted, timings, n_images=len(x))
             pause_after_iteration(k)
         if x_next is not None:
+            _release(run, k, x)
             x = x_next
     bar.close()
     if not record.is_complete:
-        record.mark_complete()
+        record.mark_complete(keep_stream=config.keep_stream)
     return Cascade(config, record, data, train_index, valid_index, models, device)
+
+
+def _first_input(run: _Run):
+    """The images the loop starts from and the first iteration whose masking step must run.
+
+    Steps are needed only to reach x^(j+1), the input of the first iteration j + 1 not in the store;
+    when all K are stored, none (start = K + 1). Streamed, the newest complete x^(m), m ≤ j + 1, in
+    the run folder is the starting point (start = m); else x^(1), the data set (start = 1)."""
+    config, data = run.config, run.data
+    done = len(run.record.iterations_done())
+    first = TensorImages(data.images, num_workers=config.num_workers)
+    if done >= config.K:
+        return first, config.K + 1
+    if not config.stream:
+        return to_float_images(data.images), 1
+    for m in range(min(done + 1, config.K), 1, -1):
+        found = open_x(run.record.dir, m, config.stream_dtype, tuple(data.images.shape), num_workers=config.num_workers)
+        if found is not None:
+            return found, m
+    return first, 1
+
+
+def _release(run: _Run, k: int, x) -> None:
+    """Streamed: delete x^(k)'s file once x^(k+1) is complete and model k saved (unless ``keep_stream``)."""
+    if isinstance(x, DiskImages) and not run.config.keep_stream:
+        x.close()
+        remove_x(run.record.dir, k)
 
 
 @dataclass
@@ -288,15 +340,21 @@ class _Run:
     load_seconds: float
 
     @cached_property
-    def original_valid(self) -> torch.Tensor:
-        """The validation images as they are, x^(1) (each model's accuracy on them is recorded)."""
-        return to_float_images(self.data.images)[self.valid_index]
+    def original_valid(self) -> torch.Tensor | TensorImages:
+        """The validation images as they are, x^(1) (each model's accuracy on them is recorded);
+        streamed, a view of the uint8 images read batch by batch."""
+        return self._valid(self.data.images)
 
     @cached_property
-    def clean_valid(self) -> torch.Tensor | None:
+    def clean_valid(self) -> torch.Tensor | TensorImages | None:
         """The validation images without their artifact, where the data has them."""
         clean = self.data.clean_images
-        return to_float_images(clean[self.valid_index]) if clean is not None else None
+        return self._valid(clean) if clean is not None else None
+
+    def _valid(self, images: torch.Tensor) -> torch.Tensor | TensorImages:
+        if self.config.stream:
+            return TensorImages(images, self.valid_index, num_workers=self.config.num_workers)
+        return to_float_images(images[torch.as_tensor(self.valid_index)])
 
     @cached_property
     def pretrained(self) -> tuple[dict, dict] | None:
@@ -346,7 +404,7 @@ def _fix_split(config: CascadeConfig, data: ImageData, record: RunRecord) -> tup
     return train_idx, valid_idx
 
 
-def _train_or_load(run: _Run, k: int, x: torch.Tensor) -> _Fitted:
+def _train_or_load(run: _Run, k: int, x) -> _Fitted:
     """Model k: loaded when the run folder holds it, model 1 of a run that trained the same network
     when there is one, else trained on ``x`` = x^(k)."""
     config, record = run.config, run.record
@@ -361,8 +419,9 @@ def _train_or_load(run: _Run, k: int, x: torch.Tensor) -> _Fitted:
     return _train(run, k, x)
 
 
-def _train(run: _Run, k: int, x: torch.Tensor) -> _Fitted:
-    """Train model k on x^(k) with early stopping, and measure it on the validation split."""
+def _train(run: _Run, k: int, x) -> _Fitted:
+    """Train model k on x^(k) (a float tensor, or a streamed source read batch by batch) with early
+    stopping, and measure it on the validation split."""
     config, labels, valid = run.config, run.data.labels, run.valid_index
     t_train, v_train = torch.as_tensor(run.train_index), torch.as_tensor(valid)
     pretrained = run.pretrained
@@ -372,9 +431,9 @@ def _train(run: _Run, k: int, x: torch.Tensor) -> _Fitted:
         model.features.load_state_dict(pretrained[0])
     result = train_classifier(
         model,
-        x[t_train],
+        take(x, t_train),
         labels[t_train],
-        x[v_train],
+        take(x, v_train),
         labels[v_train],
         epochs=config.epochs,
         min_epochs=config.min_epochs,
@@ -397,7 +456,7 @@ def _train(run: _Run, k: int, x: torch.Tensor) -> _Fitted:
         "epochs_run": len(result.history),
         "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early,
-        "valid_accuracy_own": accuracy(model, x[valid], labels[valid]),
+        "valid_accuracy_own": accuracy(model, take(x, valid), labels[valid]),
         "valid_accuracy_original": accuracy(model, run.original_valid, labels[valid]),
         "valid_accuracy_clean": (
             accuracy(model, run.clean_valid, labels[valid]) if run.clean_valid is not None else None
@@ -410,14 +469,34 @@ def _train(run: _Run, k: int, x: torch.Tensor) -> _Fitted:
     return _Fitted(model, result.history, stats, "trained")
 
 
-def _step(run: _Run, k: int, model: CamNet, x: torch.Tensor) -> tuple[torch.Tensor | None, dict]:
-    """x^(k+1) from model k's thresholded maps (None after the last iteration), with the step's timings."""
-    timings: dict = {}
-    explainer = get_explainer(run.config.explainer_for(k))
-    _, _, x_next = cascade_step(
-        model, explainer, x, run.data.labels, run.config, mask=k < run.config.K, keep_maps=False, timings=timings
-    )
+def _step(run: _Run, k: int, model: CamNet, x) -> tuple[torch.Tensor | DiskImages | None, dict]:
+    """x^(k+1) from model k's thresholded maps (None after the last iteration), with the step's timings.
+
+    Streamed, x^(k+1) is written batch by batch to the run folder and marked complete after its last
+    batch; the returned :class:`~cascam.streaming.DiskImages` reads it."""
+    config, timings = run.config, {}
+    explainer = get_explainer(config.explainer_for(k))
+    mask = k < config.K
+    out = ImageWriter(x_path(run.record.dir, k + 1), tuple(run.data.images.shape), config.stream_dtype) if (
+        mask and config.stream) else None
+    try:
+        _, _, x_next = cascade_step(
+            model, explainer, x, run.data.labels, config, mask=mask, keep_maps=False, timings=timings, out=out
+        )
+    except BaseException:
+        if out is not None:
+            out.abort()
+        raise
+    if out is not None:
+        x_next = out.finish(iteration=k + 1, run=run.record.dir.name)
+        x_next.num_workers = config.num_workers
     return x_next, timings
+
+
+def _recompute_step(run: _Run, k: int, model: CamNet, x) -> tuple[torch.Tensor | DiskImages | None, dict]:
+    """The step of a model loaded from the store: x^(k+1) recomputed from it (the fallback of a resumed
+    run when the run folder holds no complete x^(k+1))."""
+    return _step(run, k, model, x)
 
 
 def _save(record: RunRecord, k: int, fitted: _Fitted, timings: dict, *, n_images: int) -> None:

@@ -43,7 +43,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 #: Pre-training of the body before the cascade: ``none``, or ``clean`` (box-free synthetic images).
 PRETRAIN = ("none", "clean")
 #: Fields that say where/how a run executes, not what it computes; they do not enter the hash.
-EXECUTION_FIELDS = ("device", "num_workers", "progress")
+EXECUTION_FIELDS = ("device", "num_workers", "progress", "stream", "stream_dtype", "keep_stream")
 #: Fields that change only how the trained models explain, not what is trained; they do not enter
 #: the hash either, so changing λ or the combination variant never retrains. K is left out too when
 #: one explainer drives every iteration: iteration k depends only on iterations 1..k−1, so a run of
@@ -149,7 +149,16 @@ class CascadeConfig:
             pretrain_n_images box-free synthetic images (not the run's) for pretrain_epochs epochs, cached in
             the run store — the synthetic stand-in for ImageNet weights (synthetic data, small_cnn only).
     Execution (not hashed)
-        device (``auto`` picks CUDA when available), num_workers, progress.
+        device (``auto`` picks CUDA when available), num_workers (processes that read training
+        batches of a streamed x^(k); 0 = read them in the training process), progress.
+        stream: keep x^(k) in the run folder as a file read batch by batch (memory flat in the
+            number of images; :mod:`cascam.streaming`) instead of as float32 tensors in memory
+            (``false``, the earlier path: about 9 bytes per pixel and channel).
+        stream_dtype: element type of the streamed x^(k): ``float16`` (default; the fill rounded to
+            about 3 significant digits), ``float32`` (exactly the in-memory values, twice the disk)
+            or ``uint8`` (rounded to 1/255).
+        keep_stream: keep every iteration's x^(k) file, also after the run is complete (default:
+            only the current one, deleted when the run is complete).
     """
 
     # data
@@ -195,6 +204,9 @@ class CascadeConfig:
     device: str = "auto"
     num_workers: int = 0
     progress: bool = field(default=True, compare=False)
+    stream: bool = True
+    stream_dtype: str = "float16"
+    keep_stream: bool = False
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -306,7 +318,10 @@ class CascadeConfig:
             )
         set_(self, "device", _choice("device", self.device, DEVICES))
         set_(self, "num_workers", _integer("num_workers", self.num_workers, 0))
-        for flag in ("artifact", "pretrained", "progress"):
+        from .streaming import STREAM_DTYPES
+
+        set_(self, "stream_dtype", _choice("stream_dtype", self.stream_dtype, STREAM_DTYPES))
+        for flag in ("artifact", "pretrained", "progress", "stream", "keep_stream"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(f"{flag}: must be true or false; got {getattr(self, flag)!r}")
 

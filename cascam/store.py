@@ -62,7 +62,8 @@ def _json_default(obj: Any) -> Any:
 
 
 class RunRecord:
-    """One run's folder: ``config.yaml``, ``status.json``, ``iter_XX/{model.pt, history.csv, stats.json}``."""
+    """One run's folder: ``config.yaml``, ``status.json``, ``iter_XX/{model.pt, history.csv, stats.json}``,
+    and while a streamed run is going ``stream/x_KK.npy`` (its current x^(k), :mod:`cascam.streaming`)."""
 
     def __init__(self, directory: Path, config: CascadeConfig) -> None:
         self.dir = Path(directory)
@@ -96,10 +97,15 @@ class RunRecord:
         """True when iterations 1..K of this record's configuration are all saved and marked done."""
         return int(self.status.get("iterations_complete", 0)) >= self.config.K and self.has_iteration(self.config.K)
 
-    def mark_complete(self) -> None:
-        """Record that iterations 1..K are finished (never lowers a count a longer run recorded)."""
+    def mark_complete(self, *, keep_stream: bool = False) -> None:
+        """Record that iterations 1..K are finished (never lowers a count a longer run recorded), and
+        delete the streamed images x^(k) (``stream/``, :mod:`cascam.streaming`) unless ``keep_stream``."""
         done = max(self.config.K, int(self.status.get("iterations_complete", 0)))
         self.write_json("status.json", {"complete": True, "iterations_complete": done})
+        if not keep_stream:
+            from .streaming import remove_stream
+
+            remove_stream(self.dir)
 
     # ------------------------------------------------------------------ claims
     def claim(

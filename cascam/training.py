@@ -2,7 +2,9 @@
 optionally in two phases (a frozen body, then everything with a lower body learning rate; docs/method.md,
 § The training schedule).
 
-Images live in memory as float tensors in [0, 1]; batches move to the device, where flips are applied.
+Images are float tensors in [0, 1] (or uint8) in memory, or a streamed source (:mod:`cascam.streaming`:
+an x^(k) file in the run folder, read batch by batch through a DataLoader); batches move to the
+device, are widened to float32 there, and flipped there.
 On CUDA: bf16 autocast, channels-last layout, the training set moved to the GPU once when it fits
 (:func:`stage_on_device`), otherwise batches copied through pinned memory without blocking.
 """
@@ -18,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
+
+from .streaming import iterate_batches
 
 __all__ = [
     "resolve_device",
@@ -116,6 +120,13 @@ class TrainResult:
     seconds: float = 0.0
 
 
+def _as_float(xb: torch.Tensor) -> torch.Tensor:
+    """A batch as float32 in [0, 1]: uint8 is divided by 255, float16 (a streamed x^(k)) widened."""
+    if xb.dtype == torch.uint8:
+        return xb.float() / 255
+    return xb if xb.dtype == torch.float32 else xb.float()
+
+
 def _autocast(device: torch.device):
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -130,9 +141,7 @@ def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 256
     model.eval()
     out = []
     for start in range(0, len(images), batch_size):
-        xb = to_device(images[start : start + batch_size], device)
-        if xb.dtype == torch.uint8:
-            xb = xb.float() / 255
+        xb = _as_float(to_device(images[start : start + batch_size], device))
         with _autocast(device):
             out.append(model(xb).float().cpu())
     model.train(was_training)
@@ -228,7 +237,8 @@ def train_classifier(
     training, bit for bit.
 
     Args:
-        train_images, valid_images: float ``(N, 3, H, W)`` in [0, 1] (CPU or device).
+        train_images, valid_images: float ``(N, 3, H, W)`` in [0, 1] or uint8 (CPU or device), or a
+            :class:`~cascam.streaming.DiskImages`/:class:`~cascam.streaming.TensorImages` source.
         train_labels, valid_labels: int64 ``(N,)``.
     Returns:
         :class:`TrainResult` with one history row per epoch: ``epoch``, ``phase`` (``frozen`` or
@@ -269,15 +279,9 @@ def train_classifier(
             _body_batchnorm_eval(model)
         order = torch.randperm(n, generator=gen)
         total, count = 0.0, 0
-        for start in range(0, n, batch_size):
-            idx = order[start : start + batch_size]
-            if len(idx) < 2 and count > 0:  # a batch of one breaks batch norm; drop the remainder
-                continue
-            didx = idx.to(train_images.device)
-            xb = to_device(train_images[didx], device)
-            yb = to_device(train_labels[didx.to(train_labels.device)], device)
-            if xb.dtype == torch.uint8:
-                xb = xb.float() / 255
+        for idx, xb in iterate_batches(train_images, order, batch_size, device):  # drops a last batch of one
+            yb = to_device(train_labels[idx.to(train_labels.device)], device)
+            xb = _as_float(xb)
             if flip:
                 flips = torch.rand(len(idx), generator=gen) < 0.5
                 xb = torch.where(flips.to(device).view(-1, 1, 1, 1), xb.flip(-1), xb)
