@@ -12,7 +12,7 @@ from .cascade import Cascade, run_cascade
 from .stats import bootstrap_mean_ci
 from .store import RunStore
 
-__all__ = ["headline", "headline_scores", "benchmark_validity", "format_report"]
+__all__ = ["headline", "headline_scores", "benchmark_validity", "box_shortcut_pointing", "format_report"]
 
 
 def _valid(cascade: Cascade):
@@ -55,6 +55,23 @@ def headline(cascade: Cascade) -> pd.DataFrame:
     return scores.drop(columns="image").groupby("method", sort=False).mean()
 
 
+def box_shortcut_pointing(object_masks: torch.Tensor, box_masks: torch.Tensor) -> float:
+    """The pointing game of a map that always peaks at the centre of the label box: the share of images
+    whose box centre lies on the object mask. With a trimap-like mask (the animal under the box
+    included) this is what a *complete* shortcut scores, the floor a box-following CAM cannot go below
+    and the reference for reading a plain CAM's pointing game. Images without a box count as misses.
+    """
+    hits = []
+    for obj, box in zip(object_masks, box_masks):
+        ys, xs = torch.nonzero(box, as_tuple=True)
+        if len(ys) == 0:
+            hits.append(False)
+            continue
+        cy, cx = int(ys.float().mean().round()), int(xs.float().mean().round())
+        hits.append(bool(obj[cy, cx]))
+    return float(np.mean(hits)) if hits else float("nan")
+
+
 def benchmark_validity(cascade: Cascade, store: RunStore | None = None) -> dict:
     """The synthetic benchmark's validity conditions, measured on this run's data and split.
 
@@ -67,6 +84,7 @@ def benchmark_validity(cascade: Cascade, store: RunStore | None = None) -> dict:
     mask) and ``cam_elsewhere_rate`` (on neither). Where the box lies over the animal a peak counts
     for both, as with a trimap, so the rates may sum to more than one. ``cam_on_animal_ci`` and
     ``cam_on_box_ci``: percentile-bootstrap 95 % intervals over the validation images.
+    ``box_shortcut_pointing``: :func:`box_shortcut_pointing`, what a complete shortcut would score.
     """
     from .data.synthetic import box_only_accuracy
 
@@ -89,6 +107,7 @@ def benchmark_validity(cascade: Cascade, store: RunStore | None = None) -> dict:
         out["cam_on_animal_rate"] = float(on_animal.float().mean())
         out["cam_elsewhere_rate"] = float((~on_animal & ~on_box).float().mean())
         out["cam_on_animal_ci"] = bootstrap_mean_ci(on_animal.float().numpy())
+        out["box_shortcut_pointing"] = box_shortcut_pointing(obj, art)
     out["cam_on_box_ci"] = bootstrap_mean_ci(on_box.float().numpy())
     return out
 

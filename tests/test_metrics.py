@@ -436,3 +436,15 @@ def test_visible_reading_counts_only_the_pixels_the_box_leaves_visible():
     assert vis["pointing_game_visible"].tolist() == [0.0, 1.0]
     assert vis["energy_in_gt_visible"][0] == pytest.approx(0.0)
     assert vis["energy_in_gt_visible"][1] == pytest.approx(1.0)
+
+
+def test_box_shortcut_pointing_counts_box_centres_on_the_animal():
+    from cascam.report import box_shortcut_pointing
+
+    obj = torch.zeros(3, 10, 10, dtype=torch.bool)
+    obj[:, 0:5, :] = True  # the animal fills the top half
+    box = torch.zeros_like(obj)
+    box[0, 1:4, 1:4] = True  # centre (2, 2): on the animal
+    box[1, 6:9, 6:9] = True  # centre (7, 7): off it
+    # image 2 has no box: a miss
+    assert box_shortcut_pointing(obj, box) == pytest.approx(1 / 3)
