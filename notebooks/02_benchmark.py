@@ -142,8 +142,7 @@ if cfg.data == "synthetic" and cfg.artifact:
     ok_ab = validity["box_only_accuracy"] == 1.0 and validity["boxfree_valid_accuracy"] >= 0.95
     if v2:
         where = ("inside the target band" if 0.30 <= on_animal <= 0.55 else
-                 "below the target band (a stronger shortcut than the paper's)" if on_animal < 0.30 else
-                 "above the target band (a weaker shortcut than the paper's)")
+                 "below the target band" if on_animal < 0.30 else "above the target band")
         display(Markdown(f"Conditions (a) and (b) {'hold' if ok_ab else '**do not both hold**'}. Plain CAM points at "
                          f"the animal on **{pct(on_animal)}**{ci('cam_on_animal_ci')} of {n_valid} validation images and at the box on "
                          f"{pct(validity['cam_on_box_rate'])}: {where}."))
