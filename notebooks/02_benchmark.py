@@ -155,8 +155,8 @@ if cfg.data == "synthetic" and cfg.artifact:
             "was pasted anywhere may well be this reference on its own data, which it did not report."
             + (f" Here the reference itself lies above the 30–55 % band, so no CAM that follows the box on most images "
                "can land inside the band on this geometry: the band was set from the paper's number before this "
-               "reference was measured, and the baseline is calibrated only as far as the geometry allows (page 02's "
-               "box pointing rate and the box-excluded pointing game are the quantities to compare)."
+               "reference was measured, and the baseline is calibrated only as far as the geometry allows (the box pointing "
+               "rate above and Table 5's box-excluded pointing game are the quantities to compare)."
                if validity["box_shortcut_pointing"] > 0.55 else "")))
     else:
         ok = ok_ab and validity["cam_on_box_rate"] > 0.5
