@@ -272,7 +272,7 @@ def run_cascade(
     progress = config.progress if progress is None else progress
     device = resolve_device(config.device)
     record = store.open(config)
-    data, load_seconds = _check_data(config, data)
+    data, load_seconds = _check_data(config, data, cache_dir=store.root / "_data")
     train_index, valid_index = _fix_split(config, data, record)
     run = _Run(config, store, record, data, train_index, valid_index, device, progress, load_seconds)
     x, start = _first_input(run)
@@ -374,11 +374,12 @@ class _Fitted:
     source: str
 
 
-def _check_data(config: CascadeConfig, data: ImageData | None) -> tuple[ImageData, float]:
-    """The data (loaded unless given) and the seconds its loading took, once it fits the configuration:
-    images of the configured size and at least two of each class."""
+def _check_data(config: CascadeConfig, data: ImageData | None, cache_dir=None) -> tuple[ImageData, float]:
+    """The data (loaded unless given; synthetic sets through the store's cache) and the seconds its
+    loading took, once it fits the configuration: images of the configured size and at least two of
+    each class."""
     t0 = time.perf_counter()
-    data = data if data is not None else load_data(config)
+    data = data if data is not None else load_data(config, cache_dir=cache_dir)
     load_seconds = time.perf_counter() - t0
     if data.image_size != (config.image_size, config.image_size):
         raise ValueError(

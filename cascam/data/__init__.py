@@ -13,13 +13,17 @@ if TYPE_CHECKING:
 __all__ = ["ImageData", "CLASS_NAMES", "ArtifactFolderWriter", "load_artifact_folder", "load_data"]
 
 
-def load_data(config: CascadeConfig) -> ImageData:
-    """The image set a configuration names (``data``, ``data_path``, ``n_images``, ``image_size`` …)."""
-    if config.data == "synthetic":
-        from .synthetic import generate_synthetic
+def load_data(config: CascadeConfig, cache_dir=None) -> ImageData:
+    """The image set a configuration names (``data``, ``data_path``, ``n_images``, ``image_size`` …).
 
-        return generate_synthetic(
-            config.n_images,
+    ``cache_dir``: where generated synthetic sets are kept (:mod:`cascam.data.cache`; the run store's
+    ``_data`` folder when a run loads them), so the same set is drawn once."""
+    if config.data == "synthetic":
+        from .cache import cached_synthetic
+
+        return cached_synthetic(
+            cache_dir,
+            n=config.n_images,
             size=config.image_size,
             variant=config.variant,
             seed=config.seed,
