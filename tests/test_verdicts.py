@@ -132,3 +132,14 @@ def test_rises_along_tests_each_consecutive_pair_on_the_same_images():
     assert rises_along(frames, [3, 20], "pg").verdict == "not testable"
     shuffled = frames[5].sample(frac=1.0, random_state=0)  # row order does not matter: pairs by image
     assert rises_along({3: frames[3], 5: shuffled}, [3, 5], "pg").evidence[0].difference == pytest.approx(0.1)
+
+
+def test_an_interval_that_touches_zero_is_not_moved_off_it_by_rounding_noise():
+    """Pointing-game differences are −1, 0 or +1: a resampled mean that is exactly zero must not come
+    back as ±1e-17, which would turn "touches zero" (inconclusive) into held or contradicted."""
+    for s in range(40):
+        rng = np.random.default_rng(s)
+        d = rng.choice([-1.0, 0.0, 1.0], size=100, p=[0.05, 0.85, 0.10])
+        _, low, high, _, _ = paired_interval(d, np.zeros(100), seed=s)
+        for bound in (low, high):
+            assert bound == 0.0 or abs(bound) >= 0.01 - 1e-12, (s, bound)
