@@ -191,7 +191,8 @@ def execute_notebook(name: str, profile_name: str, params: dict[str, Any], root:
     return out
 
 
-RESULT_COLUMNS = ["item", "profile", "ours", "paper", "claim", "verdict", "evidence_text", "reason", "page", "anchor"]
+RESULT_COLUMNS = ["item", "profile", "ours", "paper", "claim", "verdict", "evidence_text", "reason", "page", "anchor",
+                  "evidence"]
 
 
 def load_results() -> pd.DataFrame:
@@ -233,6 +234,22 @@ def findings_markdown(page: str) -> str | None:
                      + (f" — {parts[0]}." if len(parts) == 1 else ":" if parts else "."))
         lines += [f"  - {p}" for p in parts] if len(parts) > 1 else []
     return ":::{admonition} Findings of this build\n:class: tip\n\n" + "\n".join(lines) + "\n:::\n"
+
+
+def evidence_brief(evidence: Any, text: Any, reason: Any = "", limit: int = 4) -> str:
+    """The evidence of one status line for the landing page's table (HTML): each comparison on its own
+    line, or, beyond ``limit`` comparisons, how many there are and how each came out (its own
+    interval read by the verdict rule), with the page holding the list."""
+    text = text if isinstance(text, str) and text else (reason if isinstance(reason, str) else "")
+    parts = text.split(" | ") if text else []
+    if len(parts) <= limit or not isinstance(evidence, list) or len(evidence) != len(parts):
+        return "<br>".join(parts)
+    from .verdicts import verdict_of_interval
+
+    each = [verdict_of_interval(e["low"], e["high"], e.get("claimed", "greater")) for e in evidence]
+    counts = ", ".join(f"{each.count(w)} {w}" for w in VERDICTS if each.count(w))
+    sample = parts[0].rsplit("; ", 1)[-1]
+    return f"{len(parts)} paired comparisons ({sample} each): {counts}; the list is on the page"
 
 
 def verdict_summary(results: pd.DataFrame) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from .book import findings_markdown, load_results, verdict_summary
+from .book import evidence_brief, findings_markdown, load_results, verdict_summary
 from .config import CascadeConfig
 from .verdicts import Verdict
 
@@ -28,6 +28,7 @@ __all__ = [
     "show_table",
     "record_result",
     "load_results",
+    "evidence_brief",
     "verdict_summary",
     "findings_markdown",
     "pages_dir",

@@ -34,7 +34,7 @@ profile = "default"
 # %% tags=["remove-input"]
 from IPython.display import HTML, Markdown, display
 
-from cascam.bookkit import load_results, verdict_summary
+from cascam.bookkit import evidence_brief, load_results, verdict_summary
 
 results = load_results()
 
@@ -54,8 +54,7 @@ if len(results):
     display(Markdown(f"**Summary of this build** (profile {profiles}): {verdict_summary(results)}."))
     links = [f'<a href="{p}.html' + (f'#{a}' if isinstance(a, str) and a else "") + f'">{i}</a>'
              for i, p, a in zip(results["item"], results["page"], results["anchor"])]
-    evidence = [(e if isinstance(e, str) and e else (r if isinstance(r, str) else "")).replace(" | ", "<br>")
-                for e, r in zip(results["evidence_text"], results["reason"])]
+    evidence = [evidence_brief(ev, e, r) for ev, e, r in zip(results["evidence"], results["evidence_text"], results["reason"])]
     shown = results.assign(item=links, evidence=evidence, verdict=[f"<strong>{v}</strong>" for v in results["verdict"]])
     shown = shown[["item", "ours", "paper", "claim", "verdict", "evidence"]]
     shown.columns = ["figure / table", "this build", "paper", "paper's claim", "verdict", "evidence (difference [95 % interval]; sample)"]

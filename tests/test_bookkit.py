@@ -67,3 +67,17 @@ def test_prepare_folds_code_and_puts_findings_under_the_title(tmp_path, monkeypa
     tags = [c.metadata.get("tags", []) for c in cells if c.cell_type == "code"]
     assert tags == [["parameters", "remove-cell"], ["hide-input"], ["remove-input"]]
     assert "This page was run with" in cells[-1].source and ":class: dropdown" in cells[-1].source
+
+
+def test_a_long_evidence_list_is_counted_on_the_landing_page_and_a_short_one_listed():
+    from cascam.book import evidence_brief
+
+    ev = [{"low": 0.1, "high": 0.2, "claimed": "greater"}, {"low": -0.3, "high": -0.1, "claimed": "greater"},
+          {"low": -0.1, "high": 0.1, "claimed": "greater"}, {"low": -0.1, "high": 0.1, "claimed": "greater"},
+          {"low": -0.2, "high": -0.1, "claimed": "less"}]
+    parts = [f"A − B, m{i}: +0.1 [0, 0.2]; 100 images, 1 seed" for i in range(5)]
+    brief = evidence_brief(ev, " | ".join(parts), "")
+    assert brief.startswith("5 paired comparisons (100 images, 1 seed each)")
+    assert "2 held, 1 contradicted, 2 inconclusive" in brief
+    assert evidence_brief(ev[:2], " | ".join(parts[:2]), "") == "<br>".join(parts[:2])
+    assert evidence_brief(None, "", "qualitative figure") == "qualitative figure"
