@@ -183,10 +183,11 @@ def show_table(
     display(Markdown(f"**Table {number}.** {caption}"))
     fmt = format_number if floatfmt is None else (lambda v: floatfmt.format(v))
     shown = readable(frame)
-    if isinstance(shown.index, pd.RangeIndex):
+    # A plain 0..n−1 index says nothing; a named one (pandas makes "iteration" 1..K a RangeIndex too) is shown.
+    plain = isinstance(frame.index, pd.RangeIndex) and frame.index.name is None and frame.index.start == 0
+    if plain:
         shown = shown.reset_index(drop=True)
-    styled = shown.to_html(float_format=fmt, na_rep="—", classes="cascam-table", border=0,
-                           index=not isinstance(frame.index, pd.RangeIndex))
+    styled = shown.to_html(float_format=fmt, na_rep="—", classes="cascam-table", border=0, index=not plain)
     display(HTML(styled + "<p>" + _csv_link(frame, f"{name}.csv") + "</p>"))
 
 

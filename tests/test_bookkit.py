@@ -81,3 +81,20 @@ def test_a_long_evidence_list_is_counted_on_the_landing_page_and_a_short_one_lis
     assert "2 held, 1 contradicted, 2 inconclusive" in brief
     assert evidence_brief(ev[:2], " | ".join(parts[:2]), "") == "<br>".join(parts[:2])
     assert evidence_brief(None, "", "qualitative figure") == "qualitative figure"
+
+
+def test_a_named_index_is_shown_and_a_plain_one_is_not(tmp_path, monkeypatch):
+    """pandas turns set_index("iteration") over 1..K into a RangeIndex: it must still be shown."""
+    import pandas as pd
+    from IPython.core.interactiveshell import InteractiveShell  # noqa: F401  (IPython is installed)
+
+    from cascam import bookkit
+
+    monkeypatch.setenv("CASCAM_BOOK_ROOT", str(tmp_path))
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(getattr(obj, "data", str(obj))))
+    named = pd.DataFrame({"iteration": [1, 2, 3], "epochs_run": [6, 6, 5]}).set_index("iteration")
+    bookkit.show_table(named, "T1", "named")
+    assert "<th>iteration</th>" in shown[-1]
+    bookkit.show_table(pd.DataFrame({"epochs_run": [6, 6, 5]}), "T2", "plain")
+    assert "<th>0</th>" not in shown[-1] and "<tbody>" in shown[-1]
