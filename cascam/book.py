@@ -226,14 +226,21 @@ def findings_markdown(page: str) -> str | None:
     mine = results[results["page"] == page] if len(results) else results
     if not len(mine):
         return None
-    lines = []
+    lines, details = [], []
     for _, r in mine.iterrows():
         evidence = r["evidence_text"] if isinstance(r["evidence_text"], str) and r["evidence_text"] else r["reason"]
         parts = evidence.split(" | ") if isinstance(evidence, str) and evidence else []
-        lines.append(f"- **{r['item']}** — {r['ours']}. The paper's claim ({r['claim']}): **{r['verdict']}**"
-                     + (f" — {parts[0]}." if len(parts) == 1 else ":" if parts else "."))
+        head = f"- **{r['item']}** — {r['ours']}. The paper's claim ({r['claim']}): **{r['verdict']}**"
+        if len(parts) > 4:  # many comparisons: how they came out here, the list folded below the box
+            lines.append(head + " — " + evidence_brief(r.get("evidence"), evidence).replace("; the list is on the page", "")
+                         + " (listed below).")
+            details += [f":::{{admonition}} {r['item']}: all {len(parts)} comparisons\n:class: dropdown\n"]
+            details += [f"- {p}" for p in parts] + [":::"]
+            continue
+        lines.append(head + (f" — {parts[0]}." if len(parts) == 1 else ":" if parts else "."))
         lines += [f"  - {p}" for p in parts] if len(parts) > 1 else []
-    return ":::{admonition} Findings of this build\n:class: tip\n\n" + "\n".join(lines) + "\n:::\n"
+    body = "\n".join(lines) + ("\n\n" + "\n".join(details) if details else "")
+    return "::::{admonition} Findings of this build\n:class: tip\n\n" + body + "\n::::\n"
 
 
 def evidence_brief(evidence: Any, text: Any, reason: Any = "", limit: int = 4) -> str:

@@ -98,3 +98,22 @@ def test_a_named_index_is_shown_and_a_plain_one_is_not(tmp_path, monkeypatch):
     assert "<th>iteration</th>" in shown[-1]
     bookkit.show_table(pd.DataFrame({"epochs_run": [6, 6, 5]}), "T2", "plain")
     assert "<th>0</th>" not in shown[-1] and "<tbody>" in shown[-1]
+
+
+def test_the_findings_box_folds_a_long_list_of_comparisons(tmp_path, monkeypatch):
+    from cascam.book import findings_markdown
+    from cascam.verdicts import all_of
+
+    (tmp_path / "_config.yml").write_text("title: test\n")
+    monkeypatch.setenv("CASCAM_BOOK_ROOT", str(tmp_path))
+    b = np.zeros(30)
+    many = all_of(paired_verdict(b + d, b, metric=f"m{i}", compared="A − B") for i, d in enumerate([0.2] * 3 + [-0.2] * 3))
+    record_result("Grid", profile="smoke", ours="x", paper="y", claim="z", verdict=many, page="05_parameters")
+    record_result("Table 6", profile="smoke", ours="x", paper="y", claim="z",
+                  verdict=paired_verdict(b + 0.2, b, metric="pg", compared="A − B"), page="05_parameters")
+    md = findings_markdown("05_parameters")
+    assert md.startswith("::::{admonition} Findings of this build") and md.rstrip().endswith("::::")
+    assert "6 paired comparisons (30 images, 1 seed each): 3 held, 3 contradicted (listed below)." in md
+    assert ":::{admonition} Grid: all 6 comparisons\n:class: dropdown" in md
+    assert md.count("- A − B, m") == 6  # every comparison still on the page, in the folded box
+    assert "**Table 6** — x. The paper's claim (z): **held** — A − B, pg: +0.2" in md
