@@ -392,21 +392,28 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return cols
 
 
-def _render_one(
-    seed: int, index: int, size: int, variant: str, cat_fraction: float, box_side: int, stamp_side: int
-) -> dict[str, np.ndarray | int]:
+def _start_image(seed: int, index: int, size: int, cat_fraction: float):
+    """What every drawing version draws first for image ``index``: its random streams, the render
+    settings for ``size``, the background with its noise, and the label (from the animal's stream,
+    which the caller goes on drawing from)."""
+
     def stream(k: int) -> np.random.Generator:
         return np.random.default_rng([seed, index, k])
 
     supersample = 4 if size <= 128 else 2
     outline_px = max(1, round(size / 64))
-
     rng_bg = stream(_STREAM_BACKGROUND)
     background = _background(rng_bg, size)
     noise = rng_bg.normal(0.0, _NOISE_SIGMA, size=(size, size, 3)).astype(np.float32)
-
     rng = stream(_STREAM_ANIMAL)
     label = 0 if rng.random() < cat_fraction else 1
+    return stream, supersample, outline_px, background, noise, rng, label
+
+
+def _render_one(
+    seed: int, index: int, size: int, variant: str, cat_fraction: float, box_side: int, stamp_side: int
+) -> dict[str, np.ndarray | int]:
+    stream, supersample, outline_px, background, noise, rng, label = _start_image(seed, index, size, cat_fraction)
     extent = rng.uniform(*_SIZE_RANGE) * size
     posed1, bbox1 = _pose_animal(rng, label, extent)
     offset1 = _place(rng, bbox1, size)
@@ -677,18 +684,7 @@ def _pose_v2(rng: np.random.Generator, label: int, area_px: float) -> tuple[list
 def _render_one_v2(
     seed: int, index: int, size: int, variant: str, cat_fraction: float, box_side: int, stamp_side: int
 ) -> dict:
-    def stream(k: int) -> np.random.Generator:
-        return np.random.default_rng([seed, index, k])
-
-    supersample = 4 if size <= 128 else 2
-    outline_px = max(1, round(size / 64))
-
-    rng_bg = stream(_STREAM_BACKGROUND)
-    background = _background(rng_bg, size)
-    noise = rng_bg.normal(0.0, _NOISE_SIGMA, size=(size, size, 3)).astype(np.float32)
-
-    rng = stream(_STREAM_ANIMAL)
-    label = 0 if rng.random() < cat_fraction else 1
+    stream, supersample, outline_px, background, noise, rng, label = _start_image(seed, index, size, cat_fraction)
     area = rng.uniform(*_V2_AREA_RANGE) * size * size
     ratio = rng.uniform(*_SECOND_SIZE_RANGE) if variant == "multi_object" else 0.0
     area1 = area / (1.0 + ratio**2)  # two animals share the target area (object2 ratio× the linear size)
