@@ -11,6 +11,8 @@ resumed run does not stop again.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -28,8 +30,21 @@ def pause_after_iteration(k: int) -> None:
     if int(want) != k:
         return
     flag = Path(path)
-    tmp = flag.with_name(f".{flag.name}.tmp")
-    tmp.write_text(str(os.getpid()))
-    tmp.replace(flag)  # the test sees the whole file or none
-    while flag.exists():
-        time.sleep(0.05)
+    # Ctrl-C (SIGINT) must end the wait. Python raises KeyboardInterrupt wherever the main thread is
+    # when the signal is handled, and one raised inside a finaliser (a ``__del__`` run by a garbage
+    # collection during the loop) is printed and dropped, so the wait would go on forever. Here the
+    # handler only notes the signal and the loop raises it itself.
+    interrupted: list[int] = []
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum)) if main_thread else None
+    try:
+        tmp = flag.with_name(f".{flag.name}.tmp")
+        tmp.write_text(str(os.getpid()))
+        tmp.replace(flag)  # the test sees the whole file or none
+        while flag.exists():
+            if interrupted:
+                raise KeyboardInterrupt
+            time.sleep(0.05)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)

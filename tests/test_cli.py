@@ -113,7 +113,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, sig):
     proc = _run(tmp_path / "killed", env={PAUSE_ENV: f"1:{flag}"})
     wait_for_pause(proc, flag)  # iteration 1 is saved, iteration 2 has not started
     proc.send_signal(sig)
-    proc.wait(timeout=120)
+    proc.communicate(timeout=120)  # drains its pipes while it exits
     assert proc.returncode != 0
     (run_dir,) = [p.parent for p in (tmp_path / "killed").glob("*/iter_01")]
     assert not load_record(run_dir, K=3).is_complete
@@ -130,7 +130,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, sig):
     resumed = _run(tmp_path / "killed")  # without the pause point
     out, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err[-2000:]
-    ref_dir = next((tmp_path / "ref").iterdir())
+    (ref_dir,) = [p.parent for p in (tmp_path / "ref").glob("*/config.yaml")]  # the run, not the data cache
     assert ref_dir.name == run_dir.name
     ref, res = load_record(ref_dir, K=3), load_record(run_dir, K=3)
     assert res.is_complete
