@@ -20,7 +20,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .claims import LockHeld, claim_run
