@@ -156,7 +156,7 @@ if cfg.data == "synthetic" and cfg.artifact:
             "zero, and a pointing game near this reference says little about the animal. The box-excluded "
             "pointing game (Table 5) separates the two. The paper's 42.3 % for plain CAM on photos where the box "
             "was pasted anywhere may well be this reference on its own data, which it did not report."
-            + (f" Here the reference itself lies above the 30–55 % band, so no CAM that follows the box on most images "
+            + (" Here the reference itself lies above the 30–55 % band, so no CAM that follows the box on most images "
                "can land inside the band on this geometry: the band was set from the paper's number before this "
                "reference was measured, and the baseline is calibrated only as far as the geometry allows (the box pointing "
                "rate above and Table 5's box-excluded pointing game are the quantities to compare)."
