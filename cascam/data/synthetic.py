@@ -392,6 +392,18 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return cols
 
 
+def _place_artifacts(stream, size, variant, box, box_side, stamp_side, animals):
+    """The label box's mask at ``box`` = (x, y), and the corner stamp's position (``multi_artifact``
+    only, drawn from its own stream; None otherwise)."""
+    bx, by = box
+    artifact1 = np.zeros((size, size), bool)
+    artifact1[by : by + box_side, bx : bx + box_side] = True
+    stamp_pos = None
+    if variant == "multi_artifact":
+        stamp_pos = _choose_stamp(stream(_STREAM_STAMP), size, stamp_side, (bx, by, box_side), animals)
+    return artifact1, stamp_pos
+
+
 def _start_image(seed: int, index: int, size: int, cat_fraction: float):
     """What every drawing version draws first for image ``index``: its random streams, the render
     settings for ``size``, the background with its noise, and the label (from the animal's stream,
@@ -445,11 +457,7 @@ def _render_one(
         animal_masks[1] = animal_masks[1] & ~animal_masks[0]
 
     bx, by = _choose_box(stream(_STREAM_BOX), size, box_side, animal_masks)
-    artifact1 = np.zeros((size, size), bool)
-    artifact1[by : by + box_side, bx : bx + box_side] = True
-    stamp_pos = None
-    if variant == "multi_artifact":
-        stamp_pos = _choose_stamp(stream(_STREAM_STAMP), size, stamp_side, (bx, by, box_side), animal_masks)
+    artifact1, stamp_pos = _place_artifacts(stream, size, variant, (bx, by), box_side, stamp_side, animal_masks)
     return {
         "label": label,
         "clean": clean,
@@ -723,11 +731,7 @@ def _render_one_v2(
 
     # The label box: uniform over the frame (fully inside), wherever the animal is.
     bx, by = (int(v) for v in stream(_STREAM_BOX).integers(0, size - box_side + 1, size=2))
-    artifact1 = np.zeros((size, size), bool)
-    artifact1[by : by + box_side, bx : bx + box_side] = True
-    stamp_pos = None
-    if variant == "multi_artifact":
-        stamp_pos = _choose_stamp(stream(_STREAM_STAMP), size, stamp_side, (bx, by, box_side), silhouettes)
+    artifact1, stamp_pos = _place_artifacts(stream, size, variant, (bx, by), box_side, stamp_side, silhouettes)
     return {
         "label": label,
         "clean": clean,
