@@ -232,7 +232,7 @@ def findings_markdown(page: str) -> str | None:
         parts = evidence.split(" | ") if isinstance(evidence, str) and evidence else []
         head = f"- **{r['item']}** — {r['ours']}. The paper's claim ({r['claim']}): **{r['verdict']}**"
         if len(parts) > 4:  # many comparisons: how they came out here, the list folded below the box
-            lines.append(head + " — " + evidence_brief(r.get("evidence"), evidence).replace("; the list is on the page", "")
+            lines.append(head + " — " + evidence_brief(r.get("evidence"), evidence, where="")
                          + " (listed below).")
             details += [f":::{{admonition}} {r['item']}: all {len(parts)} comparisons\n:class: dropdown\n"]
             details += [f"- {p}" for p in parts] + [":::"]
@@ -243,10 +243,11 @@ def findings_markdown(page: str) -> str | None:
     return "::::{admonition} Findings of this build\n:class: tip\n\n" + body + "\n::::\n"
 
 
-def evidence_brief(evidence: Any, text: Any, reason: Any = "", limit: int = 4) -> str:
+def evidence_brief(evidence: Any, text: Any, reason: Any = "", limit: int = 4,
+                   where: str = "; the list is on the page") -> str:
     """The evidence of one status line for the landing page's table (HTML): each comparison on its own
     line, or, beyond ``limit`` comparisons, how many there are and how each came out (its own
-    interval read by the verdict rule), with the page holding the list."""
+    interval read by the verdict rule), followed by ``where`` (where the list can be read)."""
     text = text if isinstance(text, str) and text else (reason if isinstance(reason, str) else "")
     parts = text.split(" | ") if text else []
     if len(parts) <= limit or not isinstance(evidence, list) or len(evidence) != len(parts):
@@ -256,7 +257,7 @@ def evidence_brief(evidence: Any, text: Any, reason: Any = "", limit: int = 4) -
     each = [verdict_of_interval(e["low"], e["high"], e.get("claimed", "greater")) for e in evidence]
     counts = ", ".join(f"{each.count(w)} {w}" for w in VERDICTS if each.count(w))
     sample = parts[0].rsplit("; ", 1)[-1]
-    return f"{len(parts)} paired comparisons ({sample} each): {counts}; the list is on the page"
+    return f"{len(parts)} paired comparisons ({sample} each): {counts}{where}"
 
 
 def verdict_summary(results: pd.DataFrame) -> str:
