@@ -448,6 +448,7 @@ def _train(run: _Run, k: int, x) -> _Fitted:
         desc=f"model {k}/{config.K}",
         freeze_epochs=config.freeze_epochs,
         body_lr_mult=config.body_lr_mult,
+        train_bn=config.train_bn,
     )
     model = result.model
     stats = {

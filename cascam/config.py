@@ -74,6 +74,8 @@ OPTIONAL_FIELDS = {
     "pretrain": "none",
     "pretrain_epochs": 5,
     "pretrain_n_images": 2000,
+    "train_bn": True,
+    "only_with_original": False,
 }
 #: Fields that matter only when ``pretrain`` is not ``none`` (left out of the hash otherwise).
 PRETRAIN_FIELDS = ("pretrain_epochs", "pretrain_n_images")
@@ -127,6 +129,9 @@ class CascadeConfig:
         valid_fraction: share of images held out for validation (fixed seeded stratified split,
             the same in every iteration).
         artifact: insert the label artifact (False gives the box-free control).
+        only_with_original: ``folder`` only: keep just the photos whose box-free original exists
+            (``has_original = 1``), so that every validation photo has one and each model's accuracy on
+            the box-free originals is recorded (``valid_accuracy_clean``).
     Cascade
         K: iterations (≥ 1). theta: masking strength θ > 0.
         threshold: ``none``, ``topk`` or ``ebayes``; topk: percent kept, in (0, 100].
@@ -145,6 +150,8 @@ class CascadeConfig:
         freeze_epochs: each model's first epochs train only the head (and the body's batch norm), then
             every layer trains (0 = one phase; counted in epochs). body_lr_mult: the body's learning rate
             is lr × body_lr_mult (docs/method.md, § The training schedule: fastai's fine_tune).
+        train_bn: while the body is frozen its batch-norm layers still train (fastai's default, True);
+            False freezes them too, so ``freeze_epochs = epochs`` trains a linear head on fixed features.
         pretrain: ``none``, or ``clean``: every model starts from a small_cnn body trained on
             pretrain_n_images box-free synthetic images (not the run's) for pretrain_epochs epochs, cached in
             the run store — the synthetic stand-in for ImageNet weights (synthetic data, small_cnn only).
@@ -170,6 +177,7 @@ class CascadeConfig:
     image_size: int = 64
     valid_fraction: float = 1 / 6
     artifact: bool = True
+    only_with_original: bool = False
     # cascade
     K: int = 5
     theta: float = 0.3
@@ -200,6 +208,7 @@ class CascadeConfig:
     pretrain: str = "none"
     pretrain_epochs: int = 5
     pretrain_n_images: int = 2000
+    train_bn: bool = True
     # execution
     device: str = "auto"
     num_workers: int = 0
@@ -321,7 +330,11 @@ class CascadeConfig:
         from .streaming import STREAM_DTYPES
 
         set_(self, "stream_dtype", _choice("stream_dtype", self.stream_dtype, STREAM_DTYPES))
-        for flag in ("artifact", "pretrained", "progress", "stream", "keep_stream"):
+        if self.only_with_original and self.data != "folder":
+            raise ConfigError(
+                f"only_with_original: selects photos of a folder (data=folder) by has_original; got data={self.data!r}"
+            )
+        for flag in ("artifact", "pretrained", "progress", "stream", "keep_stream", "train_bn", "only_with_original"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(f"{flag}: must be true or false; got {getattr(self, flag)!r}")
 

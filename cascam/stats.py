@@ -41,6 +41,7 @@ __all__ = [
     "cohens_d_paired",
     "cohens_d_pooled",
     "paired_differences",
+    "wilson_interval",
 ]
 
 _MAX_DRAWS = 4_000_000  # resampled values held at once; n_boot is split into batches beyond this
@@ -110,6 +111,32 @@ def bootstrap_mean_ci(
         return (math.nan, math.nan)
     lo, hi = np.percentile(means, [50 * (1 - level), 50 * (1 + level)])
     return (float(lo), float(hi))
+
+
+def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    r"""Wilson score interval of a proportion ``successes / n``.
+
+    $$ \frac{\hat p + \frac{z^2}{2n} \pm z\sqrt{\frac{\hat p(1-\hat p)}{n} + \frac{z^2}{4n^2}}}{1 + \frac{z^2}{n}} $$
+
+    ``n = 0`` gives (nan, nan).
+
+    Example:
+        >>> [round(v, 3) for v in wilson_interval(8, 10)]
+        [0.49, 0.943]
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1); got {level!r}")
+    if n <= 0:
+        return (math.nan, math.nan)
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be in [0, n={n}]; got {successes!r}")
+    from scipy.stats import norm
+
+    z = float(norm.ppf(0.5 + level / 2))
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def _sd(x: np.ndarray) -> float:

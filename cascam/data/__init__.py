@@ -32,7 +32,11 @@ def load_data(config: CascadeConfig, cache_dir=None) -> ImageData:
         )
     if config.data == "folder":
         return load_artifact_folder(
-            config.data_path, size=config.image_size, limit=config.n_images or None, seed=config.seed
+            config.data_path,
+            size=config.image_size,
+            limit=config.n_images or None,
+            seed=config.seed,
+            only_with_original=config.only_with_original,
         )
     if config.data == "oxford":
         from .oxford import load_oxford_pets
