@@ -17,7 +17,7 @@ import torch  # noqa: E402
 
 __all__ = [
     "to_numpy_image", "overlay", "save_overlays", "plot_panels", "plot_methods", "plot_stages", "plot_grid", "outline",
-    "plot_area_share",
+    "plot_area_share", "plot_box_pointing",
 ]
 
 
@@ -268,4 +268,30 @@ def plot_area_share(
         ax.tick_params(labelsize=11)
         ax.legend(fontsize=10, loc="upper right")
     axes[0, 0].set_ylabel("images", fontsize=12)
+    return fig
+
+
+def plot_box_pointing(table, title: str = "Where model 1's CAM peaks") -> plt.Figure:
+    """The shortcut study's figure: per regime and image size, the share of validation photos whose CAM
+    peaks on the label box with its 95 % interval, beside the box's share of the frame (the rate of a
+    map peaking at a random pixel). ``table`` has the columns of :data:`cascam.shortcut_study.STUDY_COLUMNS`."""
+    rows = table.reset_index(drop=True)
+    labels = [f"{r.regime}, {int(r.image_size)} px" for r in rows.itertuples()]
+    y = np.arange(len(rows))[::-1]
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(rows) + 1.4))
+    rate = 100 * rows["box_pointing"].to_numpy(float)
+    err = np.vstack([rate - 100 * rows["box_pointing_low"].to_numpy(float),
+                     100 * rows["box_pointing_high"].to_numpy(float) - rate])
+    colors = ["tab:red" if int(s) == max(rows["image_size"]) else "tab:blue" for s in rows["image_size"]]
+    ax.errorbar(rate, y, xerr=err, fmt="none", ecolor="0.3", capsize=3, zorder=1)
+    ax.scatter(rate, y, c=colors, zorder=2)
+    share = 100 * rows["box_area_share"].to_numpy(float)
+    ax.scatter(share, y, marker="|", s=120, c="k", zorder=3, label="box ÷ frame (a random peak)")
+    ax.set_yticks(y, labels)
+    ax.set_xlabel("validation photos whose CAM peaks on the box (%), 95 % interval")
+    ax.set_xlim(0, 100)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
     return fig
