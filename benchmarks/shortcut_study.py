@@ -24,7 +24,12 @@ from cascam.book import load_profile
 from cascam.bookkit import config_from_params
 from cascam.evaluate import METHOD_LABELS, evaluate
 from cascam.shortcut_study import (
-    STUDY_REGIMES, STUDY_SIZES, choose_shortcut_regime, run_study, summarize_box, write_recorded,
+    STUDY_REGIMES,
+    STUDY_SIZES,
+    choose_shortcut_regime,
+    run_study,
+    summarize_box,
+    write_recorded,
 )
 from cascam.stats import wilson_interval
 from cascam.store import RunStore
@@ -48,6 +53,9 @@ def main() -> None:
                         help="baselines measured on the cascade's model 1 (comma-separated; '' for none)")
     parser.add_argument("--regime", default=None,
                         help="run the cascade of this regime instead of the chosen one: 'NAME@SIZE'")
+    parser.add_argument("--examples", default=None,
+                        help="methods for the paper's example photos (Figures 2-3 layout), comma-separated, "
+                             "or 'all'; saved under <records>/figures/")
     args = parser.parse_args()
     torch.set_num_threads(1)
     store, records = RunStore(args.store), Path(args.records)
@@ -59,7 +67,7 @@ def main() -> None:
         "what": "shortcut study (page 09): model 1 per regime x image size, plain CAM on the validation photos",
         "command": "OMP_NUM_THREADS=1 python benchmarks/shortcut_study.py --data <oxford-pets-artifact>",
         "commit": _commit(),
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "photos": "the photos of artifacts.csv with has_original = 1 (box-free original kept); split 5/6 train, "
                   "1/6 validation, seed 0",
         "machine": f"CPU, {torch.get_num_threads()} thread",
@@ -108,6 +116,16 @@ def main() -> None:
                             "seconds_per_image": float(frame["seconds_per_image"].iloc[0])})
         print(f"{METHOD_LABELS[m]}: pointing {s['box_pointing']:.3f} energy {s['box_energy']:.3f}", flush=True)
         write_recorded(records / "pets_cpu_methods.csv", pd.DataFrame(method_rows), cascade_prov)
+    if args.examples:
+        from cascam.evaluate import ALL_METHODS
+        from cascam.shortcut_study import PAPER_EXAMPLES, example_panels
+
+        chosen_methods = list(ALL_METHODS) if args.examples == "all" else args.examples.split(",")
+        panels = example_panels(cascade, args.data, PAPER_EXAMPLES, chosen_methods)
+        (records / "figures").mkdir(exist_ok=True)
+        for name in PAPER_EXAMPLES:
+            panels[name].savefig(records / "figures" / f"example_{Path(name).stem}.png", dpi=72, bbox_inches="tight")
+        write_recorded(records / "pets_cpu_examples.csv", panels["_peaks"], cascade_prov)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,15 @@ from PIL import Image
 from cascam.config import CascadeConfig, ConfigError
 from cascam.data.folder import ArtifactFolderWriter
 from cascam.shortcut_study import (
-    STUDY_COLUMNS, Regime, box_scores, choose_shortcut_regime, format_study_table, read_recorded, run_study,
-    summarize_box, write_recorded,
+    STUDY_COLUMNS,
+    Regime,
+    box_scores,
+    choose_shortcut_regime,
+    format_study_table,
+    read_recorded,
+    run_study,
+    summarize_box,
+    write_recorded,
 )
 from cascam.stats import wilson_interval
 
@@ -189,6 +196,11 @@ def test_the_page_without_photos_shows_the_recorded_study(tmp_path, monkeypatch)
         {"model": k, "n_valid": 129, "valid_accuracy_original": 0.9, "valid_accuracy_original_low": 0.84,
          "valid_accuracy_original_high": 0.94, "valid_accuracy_clean": 0.6, "valid_accuracy_clean_low": 0.51,
          "valid_accuracy_clean_high": 0.68} for k in (1, 2)]), {"what": "pets-cpu cascade"})
+    write_recorded(records / "pets_cpu_examples.csv", pd.DataFrame([
+        {"image": "Russian_Blue_61.jpg", "method": "CasCAM", "box_pointing": 0.0, "box_energy": 0.05},
+        {"image": "Russian_Blue_61.jpg", "method": "CAM", "box_pointing": 1.0, "box_energy": 0.4321}]), prov)
+    (records / "figures").mkdir()
+    Image.new("RGB", (40, 30), "white").save(records / "figures" / "example_Russian_Blue_61.png")
     work = tmp_path / "book"
     for name in ("notebooks", "profiles"):
         shutil.copytree(ROOT / name, work / name)
@@ -206,6 +218,10 @@ def test_the_page_without_photos_shows_the_recorded_study(tmp_path, monkeypatch)
     assert "64.2 % [55.0, 73.0]" in text  # the from-scratch row, rounded for people, in the findings and tables
     assert "12.3 % [9.1, 15.8]" in text
     assert "Traceback" not in text
+    # one line per panel of the recorded example, from its measured peak and mass
+    assert "- CasCAM: peaks off the box; 5.0 % of its mass on the box." in text
+    assert "- CAM: peaks on the box; 43.2 % of its mass on the box." in text
+    assert (work / "book/_build/pages/figures/example_Russian_Blue_61.png").is_file()
     shown = pd.read_csv(work / "book/_build/pages/tables/real_photos_study.csv", index_col=0)
     assert shown["CAM peaks on the box"].tolist() == ["12.3 % [9.1, 15.8]", "64.2 % [55.0, 73.0]"]
     models = pd.read_csv(work / "book/_build/pages/tables/real_photos_models.csv", index_col=0)
@@ -221,3 +237,14 @@ def test_the_committed_record_has_the_study_columns_and_its_provenance():
     assert table["box_pointing"].between(0, 1).all()
     assert (table["box_pointing_low"] <= table["box_pointing"]).all()
     assert (table["box_pointing"] <= table["box_pointing_high"]).all()
+
+
+def test_a_folder_loads_just_the_named_photos_with_their_boxes(tmp_path):
+    from cascam.data.folder import load_artifact_folder
+
+    folder = _photo_folder(tmp_path / "photos")
+    data = load_artifact_folder(folder, names=["dog_3.jpg", "Cat_0.jpg"])
+    assert data.names == ["Cat_0.jpg", "dog_3.jpg"] and data.labels.tolist() == [0, 1]
+    assert data.artifact_masks.flatten(1).any(1).all()
+    with pytest.raises(FileNotFoundError, match="Nope.jpg"):
+        load_artifact_folder(folder, names=["Nope.jpg"])

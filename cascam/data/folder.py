@@ -121,6 +121,7 @@ def load_artifact_folder(
     object_masks_dir: str | os.PathLike | None = None,
     only_with_original: bool = False,
     workers: int | None = None,
+    names: Sequence[str] | None = None,
 ) -> ImageData:
     """Load a folder of images with label-box artifacts (the ``artifacts.csv`` format).
 
@@ -151,6 +152,7 @@ def load_artifact_folder(
         object_masks_dir: folder of trimaps to pair with the images.
         only_with_original: keep only rows whose clean original exists (``has_original = 1``).
         workers: decoding threads (default: up to 8).
+        names: keep only these images (file names as ``artifacts.csv`` lists them), in the csv's order.
 
     Raises:
         FileNotFoundError: the folder, ``artifacts.csv``, the image folder, or a file the csv names
@@ -177,6 +179,11 @@ def load_artifact_folder(
         if "has_original" not in table.columns:
             raise ValueError(f"only_with_original=True, but {csv_path} has no 'has_original' column")
         table = table[_flag(table, "has_original")]
+    if names is not None:
+        missing = sorted(set(names) - set(table["image"]))
+        if missing:
+            raise FileNotFoundError(f"{csv_path.name} lists no image named {', '.join(missing)}")
+        table = table[table["image"].isin(set(names))]
 
     if "species" in table.columns:
         unknown = sorted(set(table["species"]) - set(_SPECIES_TO_LABEL))
