@@ -289,7 +289,7 @@ def plot_box_pointing(table, title: str = "Where model 1's CAM peaks") -> plt.Fi
     ax.scatter(share, y, marker="|", s=120, c="k", zorder=3, label="box ÷ frame (a random peak)")
     ax.set_yticks(y, labels)
     ax.set_xlabel("validation photos whose CAM peaks on the box (%), 95 % interval")
-    ax.set_xlim(0, 100)
+    ax.set_xlim(-2, 102)
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title(title)

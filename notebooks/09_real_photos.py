@@ -125,7 +125,7 @@ lines = [
 ]
 if len(pre):
     lines.append(
-        f"ImageNet-pretrained EfficientNet-Lite0 ({len(pre)} regime × size runs): CAM peaks on the box on "
+        f"ImageNet-pretrained EfficientNet-Lite0 ({len(pre)} runs): CAM peaks on the box on "
         f"{pct(pre['box_pointing'].min())}–{pct(pre['box_pointing'].max())} of the photos; accuracy on the "
         f"box-free originals {pct(pre['accuracy_original'].min())}–{pct(pre['accuracy_original'].max())}.")
 if len(scratch):
