@@ -65,7 +65,7 @@ records_dir = "book/records"  # where the recorded study lives (read when no pho
 study_methods = ["cascam", "cam", "gradcam", "hirescam", "gradcam++", "xgradcam", "layercam", "eigengradcam",
                  "fullgrad"]
 
-# %% tags=["remove-input"]
+# %%
 import html
 import re
 from pathlib import Path
@@ -85,8 +85,10 @@ if live:
     base = cfg.replace(only_with_original=True)
     study = run_study(base, store())
     provenance = {"source": f"computed in this build from {data_path}"}
-else:
+elif (records / "shortcut_study.csv").is_file():
     study, provenance = read_recorded(records / "shortcut_study.csv")
+else:
+    study, provenance = None, {}
 
 
 def pct(v: float) -> str:
@@ -103,6 +105,9 @@ def energy_ci(row) -> str:
 
 if live:
     display(Markdown(f"The numbers below are **computed in this build** from the photos in `{data_path}`."))
+elif study is None:
+    display(Markdown(f"This build has no photo folder and no recorded study (`{records / 'shortcut_study.csv'}`); "
+                     f"run `{RECOMPUTE}` to record one."))
 else:
     display(Markdown(
         "The numbers below are **recorded, not recomputed in this build**: this build has no photo folder "
@@ -111,57 +116,59 @@ else:
         f"photos: {provenance.get('photos', '?')}. To recompute them, run `{RECOMPUTE}`, or build the book with "
         "`cascam book --profile pets-cpu --set data_path=/path/to/oxford-pets-artifact`."))
 
-# %% tags=["remove-input"]
-best = choose_shortcut_regime(study)
-top = study.sort_values("box_pointing", ascending=False).iloc[0]
-n_valid = int(study["n_valid"].iloc[0])
-pre = study[study["pretrained"].astype(str).str.lower() == "true"]
-scratch = study[study["pretrained"].astype(str).str.lower() != "true"]
-lines = [
-    f"Regime whose CAM peaks on the box most often: **{top['regime']}, {int(top['image_size'])} px** — "
-    f"{with_ci(top, 'box_pointing')} of {n_valid} validation photos (box ÷ frame: {pct(top['box_area_share'])}), "
-    f"box energy {energy_ci(top)}; accuracy {with_ci(top, 'accuracy_box')} with the box and "
-    f"{with_ci(top, 'accuracy_original')} on the box-free originals.",
-]
-if len(pre):
-    lines.append(
-        f"ImageNet-pretrained EfficientNet-Lite0 ({len(pre)} runs): CAM peaks on the box on "
-        f"{pct(pre['box_pointing'].min())}–{pct(pre['box_pointing'].max())} of the photos; accuracy on the "
-        f"box-free originals {pct(pre['accuracy_original'].min())}–{pct(pre['accuracy_original'].max())}.")
-if len(scratch):
-    lines.append(
-        f"Without pretraining ({len(scratch)} runs): CAM peaks on the box on "
-        f"{pct(scratch['box_pointing'].min())}–{pct(scratch['box_pointing'].max())}; accuracy on the originals "
-        f"{pct(scratch['accuracy_original'].min())}–{pct(scratch['accuracy_original'].max())}.")
-lines.append(
-    "No regime's CAM peaks on the box more often than a random peak would (interval above the box's share)."
-    if best is None else
-    f"The `pets-cpu` profile uses that regime: {best['regime']} at {int(best['image_size'])} px.")
-origin = "computed in this build" if live else "recorded run, not recomputed in this build"
-
-
+# %%
 def as_html(line: str) -> str:
     line = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(line, quote=False))
     return re.sub(r"`(.+?)`", r"<code>\1</code>", line)
 
 
-display(HTML('<div class="admonition tip"><p class="admonition-title">Findings (' + origin + ")</p><ul>"
-             + "".join(f"<li>{as_html(line)}</li>" for line in lines) + "</ul></div>"))
+n_valid = 0
+if study is not None:
+    best = choose_shortcut_regime(study)
+    top = study.sort_values("box_pointing", ascending=False).iloc[0]
+    n_valid = int(study["n_valid"].iloc[0])
+    pre = study[study["pretrained"].astype(str).str.lower() == "true"]
+    scratch = study[study["pretrained"].astype(str).str.lower() != "true"]
+    lines = [
+        f"Regime whose CAM peaks on the box most often: **{top['regime']}, {int(top['image_size'])} px** — "
+        f"{with_ci(top, 'box_pointing')} of {n_valid} validation photos (box ÷ frame: {pct(top['box_area_share'])}), "
+        f"box energy {energy_ci(top)}; accuracy {with_ci(top, 'accuracy_box')} with the box and "
+        f"{with_ci(top, 'accuracy_original')} on the box-free originals.",
+    ]
+    if len(pre):
+        lines.append(
+            f"ImageNet-pretrained EfficientNet-Lite0 ({len(pre)} runs): CAM peaks on the box on "
+            f"{pct(pre['box_pointing'].min())}–{pct(pre['box_pointing'].max())} of the photos; accuracy on the "
+            f"box-free originals {pct(pre['accuracy_original'].min())}–{pct(pre['accuracy_original'].max())}.")
+    if len(scratch):
+        lines.append(
+            f"Without pretraining ({len(scratch)} runs): CAM peaks on the box on "
+            f"{pct(scratch['box_pointing'].min())}–{pct(scratch['box_pointing'].max())}; accuracy on the originals "
+            f"{pct(scratch['accuracy_original'].min())}–{pct(scratch['accuracy_original'].max())}.")
+    lines.append(
+        "No regime's CAM peaks on the box more often than a random peak would (interval above the box's share)."
+        if best is None else
+        f"Chosen for the `pets-cpu` cascade (the highest rate whose interval lies above the box's share): "
+        f"{best['regime']} at {int(best['image_size'])} px.")
+    origin = "computed in this build" if live else "recorded run, not recomputed in this build"
+    display(HTML('<div class="admonition tip"><p class="admonition-title">Findings (' + origin + ")</p><ul>"
+                 + "".join(f"<li>{as_html(line)}</li>" for line in lines) + "</ul></div>"))
 
 # %% [markdown]
 # ## Where model 1's CAM peaks, per regime
 
-# %% tags=["remove-input"]
-show_figure(plot_box_pointing(study), 1,
-            f"Share of the {n_valid} validation photos whose plain CAM (model 1) peaks inside the label box, with 95 % "
-            "bootstrap intervals over photos; black ticks: the box's share of the frame, the rate of a map peaking "
-            "at a random pixel. Red: the larger image size." + ("" if live else " Recorded run (see above)."),
-            name="real_photos_box_pointing")
-show_table(format_study_table(study), 1,
-           "Model 1 per regime and image size: accuracy on the validation photos with the box and on their box-free "
-           "originals (Wilson 95 % intervals), and where its CAM sits (bootstrap 95 % intervals over photos)."
-           + ("" if live else " Recorded run, not recomputed in this build."),
-           name="real_photos_study")
+# %%
+if study is not None:
+    show_figure(plot_box_pointing(study), 1,
+                f"Share of the {n_valid} validation photos whose plain CAM (model 1) peaks inside the label box, with 95 % "
+                "bootstrap intervals over photos; black ticks: the box's share of the frame, the rate of a map peaking "
+                "at a random pixel. Red: the larger image size." + ("" if live else " Recorded run (see above)."),
+                name="real_photos_box_pointing")
+    show_table(format_study_table(study), 1,
+               "Model 1 per regime and image size: accuracy on the validation photos with the box and on their box-free "
+               "originals (Wilson 95 % intervals), and where its CAM sits (bootstrap 95 % intervals over photos)."
+               + ("" if live else " Recorded run, not recomputed in this build."),
+               name="real_photos_study")
 
 # %% [markdown]
 # How to read it: a model that has learnt the animal keeps its accuracy on the box-free originals,
@@ -178,7 +185,7 @@ show_table(format_study_table(study), 1,
 # of the profile). Below: where each method's map sits on the validation photos (the baselines explain
 # model 1, CasCAM combines all K models) and each model's accuracy on the box-free originals.
 
-# %% tags=["remove-input"]
+# %%
 from cascam.evaluate import METHOD_LABELS, evaluate
 from cascam.shortcut_study import summarize_box
 from cascam.stats import wilson_interval
@@ -249,7 +256,7 @@ if methods_table is not None:
 # training or validation photos. Under each figure, one line per panel says where that map peaks
 # and how much of its mass lies on the box (measured, not judged by eye).
 
-# %% tags=["remove-input"]
+# %%
 from cascam.shortcut_study import PAPER_EXAMPLES
 
 examples = peaks = None

@@ -27,6 +27,7 @@ def site(tmp_path_factory) -> Path:
         shutil.copytree(ROOT / folder, work / folder)
     (work / "book").mkdir()
     shutil.copy(ROOT / "book" / "rerun.md", work / "book" / "rerun.md")
+    shutil.copytree(ROOT / "book" / "records", work / "book" / "records")  # page 09's recorded study
     env = {**os.environ, "CASCAM_BOOK_ROOT": str(work), "CASCAM_STORE": str(work / "runs"), "MPLBACKEND": "Agg"}
     cli = Path(sys.executable).with_name("cascam")
     proc = subprocess.run([str(cli), "book", "--profile", "smoke"], env=env, capture_output=True, text=True, timeout=1500)

@@ -248,3 +248,22 @@ def test_a_folder_loads_just_the_named_photos_with_their_boxes(tmp_path):
     assert data.artifact_masks.flatten(1).any(1).all()
     with pytest.raises(FileNotFoundError, match="Nope.jpg"):
         load_artifact_folder(folder, names=["Nope.jpg"])
+
+
+def test_the_page_without_photos_or_records_says_how_to_record_them(tmp_path, monkeypatch):
+    import nbformat
+
+    from cascam.book import execute_notebook
+
+    work = tmp_path / "book"
+    for name in ("notebooks", "profiles"):
+        shutil.copytree(ROOT / name, work / name)
+    shutil.copy(ROOT / "_config.yml", work)
+    monkeypatch.setenv("CASCAM_BOOK_ROOT", str(work))
+    monkeypatch.setenv("CASCAM_STORE", str(work / "runs"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    out = execute_notebook("09_real_photos", "smoke", {"records_dir": str(tmp_path / "empty")}, work, print)
+    text = "\n".join(str(o.get("data", {}).get("text/markdown", ""))
+                     for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "no recorded study" in text and "benchmarks/shortcut_study.py" in text
+    assert not (work / "book/_build/pages/tables/real_photos_study.csv").exists()
