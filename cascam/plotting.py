@@ -276,15 +276,17 @@ def plot_box_pointing(table, title: str = "Where model 1's CAM peaks") -> plt.Fi
     peaks on the label box with its 95 % interval, beside the box's share of the frame (the rate of a
     map peaking at a random pixel). ``table`` has the columns of :data:`cascam.shortcut_study.STUDY_COLUMNS`."""
     rows = table.reset_index(drop=True)
-    labels = [f"{r.regime}, {int(r.image_size)} px" for r in rows.itertuples()]
+    labels = [f"{r.regime}, {int(r.image_size)} px" for r in rows.itertuples()]  # one row per regime × size
     y = np.arange(len(rows))[::-1]
     fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(rows) + 1.4))
     rate = 100 * rows["box_pointing"].to_numpy(float)
     err = np.vstack([rate - 100 * rows["box_pointing_low"].to_numpy(float),
                      100 * rows["box_pointing_high"].to_numpy(float) - rate])
-    colors = ["tab:red" if int(s) == max(rows["image_size"]) else "tab:blue" for s in rows["image_size"]]
     ax.errorbar(rate, y, xerr=err, fmt="none", ecolor="0.3", capsize=3, zorder=1)
-    ax.scatter(rate, y, c=colors, zorder=2)
+    sizes = rows["image_size"].to_numpy(int)
+    for colour, size in zip(("tab:blue", "tab:orange", "tab:red", "tab:green", "tab:purple"), sorted(set(sizes))):
+        at = sizes == size
+        ax.scatter(rate[at], y[at], c=colour, zorder=2, label=f"{size} px")
     share = 100 * rows["box_area_share"].to_numpy(float)
     ax.scatter(share, y, marker="|", s=120, c="k", zorder=3, label="box ÷ frame (a random peak)")
     ax.set_yticks(y, labels)

@@ -19,10 +19,11 @@
 # first model of a cascade — on the photos with the box under several regimes: an ImageNet-pretrained
 # EfficientNet-Lite0 with its body frozen (a linear head on fixed features), fine-tuned as fastai's
 # `fine_tune` does (one epoch frozen, then unfrozen, the authors' schedule), or fully fine-tuned from
-# the first step; and a network without any pretraining (the small CNN of the synthetic benchmark), at
-# 128 and 96 px (the grid `cascam.shortcut_study.STUDY_REGIMES`; ResNet-18 from scratch and 224 px did
-# not fit the one-CPU-thread budget of the recorded run). For each it measures where plain CAM peaks on
-# the validation photos:
+# the first step; and a network without any pretraining (the small CNN of the synthetic benchmark).
+# Every regime runs at 128 px, the cheaper ones also at 96 px, and the linear probe and the small CNN
+# at 224 px, the photos' own size (the grid `cascam.shortcut_study.STUDY_REGIMES`; ResNet-18 from
+# scratch and the fine-tuned EfficientNets at 224 px did not fit the one-CPU-thread budget of the
+# recorded run). For each it measures where plain CAM peaks on the validation photos:
 #
 # - **box pointing**: the share of photos whose CAM maximum lies inside the box, with a 95 % bootstrap
 #   interval over photos, beside the box's share of the frame (what a map peaking at a random pixel
@@ -162,7 +163,7 @@ if study is not None:
     show_figure(plot_box_pointing(study), 1,
                 f"Share of the {n_valid} validation photos whose plain CAM (model 1) peaks inside the label box, with 95 % "
                 "bootstrap intervals over photos; black ticks: the box's share of the frame, the rate of a map peaking "
-                "at a random pixel. Red: the larger image size." + ("" if live else " Recorded run (see above)."),
+                "at a random pixel. Colour: the image size." + ("" if live else " Recorded run (see above)."),
                 name="real_photos_box_pointing")
     show_table(format_study_table(study), 1,
                "Model 1 per regime and image size: accuracy on the validation photos with the box and on their box-free "
