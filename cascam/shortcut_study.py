@@ -237,17 +237,15 @@ def _pct(v: float) -> str:
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
 
 
-def _with_interval(row: pd.Series, key: str, percent: bool = True) -> str:
-    if percent:
-        if pd.isna(row[key]):
-            return "—"
-        return f"{_pct(row[key])} % [{_pct(row[key + '_low'])}, {_pct(row[key + '_high'])}]"
-    return f"{row[key]:.3f} [{row[key + '_low']:.3f}, {row[key + '_high']:.3f}]"
+def _with_interval(row: pd.Series, key: str) -> str:
+    if pd.isna(row[key]):
+        return "—"
+    return f"{_pct(row[key])} % [{_pct(row[key + '_low'])}, {_pct(row[key + '_high'])}]"
 
 
 def format_study_table(table: pd.DataFrame) -> pd.DataFrame:
-    """The study table for people: percentages with one decimal and their intervals as
-    ``12.3 % [9.1, 15.8]``, box energy as a share with three decimals."""
+    """The study table for people: rates and shares (box energy too) in percent with one decimal and
+    their intervals, as ``12.3 % [9.1, 15.8]``."""
     out = pd.DataFrame(
         {
             "regime": table["regime"],
@@ -256,7 +254,7 @@ def format_study_table(table: pd.DataFrame) -> pd.DataFrame:
             "accuracy with the box": [_with_interval(r, "accuracy_box") for _, r in table.iterrows()],
             "accuracy on box-free originals": [_with_interval(r, "accuracy_original") for _, r in table.iterrows()],
             "CAM peaks on the box": [_with_interval(r, "box_pointing") for _, r in table.iterrows()],
-            "CAM mass on the box": [_with_interval(r, "box_energy", percent=False) for _, r in table.iterrows()],
+            "CAM mass on the box": [_with_interval(r, "box_energy") for _, r in table.iterrows()],
             "box ÷ frame": table["box_area_share"].map(lambda v: f"{100 * v:.1f} %"),
         }
     )

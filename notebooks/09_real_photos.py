@@ -101,7 +101,7 @@ def with_ci(row, key: str) -> str:
 
 
 def energy_ci(row) -> str:
-    return f"{row['box_energy']:.3f} [{row['box_energy_low']:.3f}, {row['box_energy_high']:.3f}]"
+    return with_ci(row, "box_energy")
 
 
 if live:

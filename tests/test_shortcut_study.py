@@ -90,7 +90,7 @@ def test_the_table_for_people_rounds_percentages_and_writes_intervals():
     t = format_study_table(pd.DataFrame([_row("probe", 224, 0.1234, 0.091, 0.158)]))
     assert t.loc[0, "CAM peaks on the box"] == "12.3 % [9.1, 15.8]"
     assert t.loc[0, "accuracy on box-free originals"] == "50.0 % [41.0, 59.0]"
-    assert t.loc[0, "CAM mass on the box"] == "0.123 [0.100, 0.150]"
+    assert t.loc[0, "CAM mass on the box"] == "12.3 % [10.0, 15.0]"
     assert t.loc[0, "image size"] == "224 px"
 
 
