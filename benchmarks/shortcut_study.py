@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from PIL import Image
 
 from cascam import run_cascade
 from cascam.book import load_profile
@@ -65,7 +66,8 @@ def main() -> None:
                                  "device": "cpu", "progress": False})
     provenance = {
         "what": "shortcut study (page 09): model 1 per regime x image size, plain CAM on the validation photos",
-        "command": "OMP_NUM_THREADS=1 python benchmarks/shortcut_study.py --data <oxford-pets-artifact>",
+        "command": "OMP_NUM_THREADS=1 python benchmarks/shortcut_study.py "
+                   + " ".join("<oxford-pets-artifact>" if a == args.data else a for a in sys.argv[1:]),
         "commit": _commit(),
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "photos": "the photos of artifacts.csv with has_original = 1 (box-free original kept); split 5/6 train, "
@@ -124,7 +126,11 @@ def main() -> None:
         panels = example_panels(cascade, args.data, PAPER_EXAMPLES, chosen_methods)
         (records / "figures").mkdir(exist_ok=True)
         for name in PAPER_EXAMPLES:
-            panels[name].savefig(records / "figures" / f"example_{Path(name).stem}.png", dpi=72, bbox_inches="tight")
+            png = records / "figures" / f"example_{Path(name).stem}.png"
+            panels[name].savefig(png, dpi=72, bbox_inches="tight")
+            with Image.open(png) as im:  # a 256-colour palette: a third of the bytes, for a file kept in git
+                small = im.convert("RGB").quantize(256)
+            small.save(png, optimize=True)
         write_recorded(records / "pets_cpu_examples.csv", panels["_peaks"], cascade_prov)
 
 

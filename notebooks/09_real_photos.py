@@ -63,8 +63,8 @@ lr = 0.002
 device = "auto"
 seed = 0
 records_dir = "book/records"  # where the recorded study lives (read when no photo folder is configured)
-study_methods = ["cascam", "cam", "gradcam", "hirescam", "gradcam++", "xgradcam", "layercam", "eigengradcam",
-                 "fullgrad"]
+study_methods = ["cascam", "cam", "gradcam", "hirescam", "gradcam++", "scorecam", "ablationcam", "xgradcam",
+                 "fullgrad", "eigengradcam", "layercam"]
 
 # %%
 import html
