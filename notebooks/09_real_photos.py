@@ -251,8 +251,8 @@ if methods_table is not None:
 # %% [markdown]
 # ## The paper's example photos (Figures 2–3 layout)
 #
-# The photos of the paper's Figures 2 and 3 (Russian_Blue_61 and pug_5 … as named in Oxford-IIIT Pet),
-# explained by the `pets-cpu` cascade: the input with its box outlined in cyan, CasCAM, and the other
+# The four photos the paper shows in its Figures 2 and 3 (Russian_Blue_61, pug_5, saint_bernard_16 and
+# boxer_105, as named in Oxford-IIIT Pet), each in their 3 × 4 layout, explained by the `pets-cpu` cascade: the input with its box outlined in cyan, CasCAM, and the other
 # methods on model 1. These photos have no box-free original, so they are not among the cascade's
 # training or validation photos. Under each figure, one line per panel says where that map peaks
 # and how much of its mass lies on the box (measured, not judged by eye).
@@ -274,7 +274,7 @@ elif (records / "pets_cpu_examples.csv").is_file():
 if peaks is None:
     display(Markdown("No recorded example figures."))
 else:
-    for number, name in zip(("2a", "2b", "3a", "3b"), PAPER_EXAMPLES):
+    for number, name in zip((2, 3, 4, 5), PAPER_EXAMPLES):
         stem = Path(name).stem
         if examples is not None:
             fig = examples[name]
