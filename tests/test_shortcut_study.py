@@ -193,7 +193,8 @@ def test_the_page_without_photos_shows_the_recorded_study(tmp_path, monkeypatch)
         {"method": "CAM", "n": 129, "box_pointing": 0.642, "box_pointing_low": 0.55, "box_pointing_high": 0.73,
          "box_energy": 0.3, "box_energy_low": 0.25, "box_energy_high": 0.35}]), {"what": "pets-cpu cascade"})
     write_recorded(records / "pets_cpu_models.csv", pd.DataFrame([
-        {"model": k, "n_valid": 129, "valid_accuracy_original": 0.9, "valid_accuracy_original_low": 0.84,
+        {"model": k, "n_valid": 129, "valid_accuracy_own": 0.8, "valid_accuracy_own_low": 0.72,
+         "valid_accuracy_own_high": 0.86, "valid_accuracy_original": 0.9, "valid_accuracy_original_low": 0.84,
          "valid_accuracy_original_high": 0.94, "valid_accuracy_clean": 0.6, "valid_accuracy_clean_low": 0.51,
          "valid_accuracy_clean_high": 0.68} for k in (1, 2)]), {"what": "pets-cpu cascade"})
     write_recorded(records / "pets_cpu_examples.csv", pd.DataFrame([
@@ -217,6 +218,8 @@ def test_the_page_without_photos_shows_the_recorded_study(tmp_path, monkeypatch)
     assert "feed123" in text and "python benchmarks/shortcut_study.py --data X" in text
     assert "64.2 % [55.0, 73.0]" in text  # the from-scratch row, rounded for people, in the findings and tables
     assert "12.3 % [9.1, 15.8]" in text
+    # the closing paragraph reads the separation from the intervals: pretrained [9.1, 15.8] < scratch [55.0, 73.0]
+    assert "depends on its starting point" in text
     assert "Traceback" not in text
     # one line per panel of the recorded example, from its measured peak and mass
     assert "- CasCAM: peaks off the box; 5.0 % of its mass on the box." in text
