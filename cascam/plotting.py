@@ -278,7 +278,7 @@ def plot_box_pointing(table, title: str = "Where model 1's CAM peaks") -> plt.Fi
     rows = table.reset_index(drop=True)
     labels = [f"{r.regime}, {int(r.image_size)} px" for r in rows.itertuples()]  # one row per regime × size
     y = np.arange(len(rows))[::-1]
-    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(rows) + 1.4))
+    fig, ax = plt.subplots(figsize=(10, 0.45 * len(rows) + 1.4))
     rate = 100 * rows["box_pointing"].to_numpy(float)
     err = np.vstack([rate - 100 * rows["box_pointing_low"].to_numpy(float),
                      100 * rows["box_pointing_high"].to_numpy(float) - rate])
@@ -293,7 +293,7 @@ def plot_box_pointing(table, title: str = "Where model 1's CAM peaks") -> plt.Fi
     ax.set_xlabel("validation photos whose CAM peaks on the box (%), 95 % interval")
     ax.set_xlim(-2, 102)
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)  # beside the axes: no point hidden
     ax.set_title(title)
     fig.tight_layout()
     return fig
