@@ -71,8 +71,15 @@ import torch
 from IPython.display import Markdown, display
 
 from cascam import run_cascade
-from cascam.bookkit import (config_from_params, interval_text, paper_values, record_result, show_figure, show_table,
-                            store)
+from cascam.bookkit import (
+    config_from_params,
+    interval_text,
+    paper_values,
+    record_result,
+    show_figure,
+    show_table,
+    store,
+)
 from cascam.evaluate import ALL_METHODS, evaluate
 from cascam.plotting import plot_stages, to_numpy_image
 from cascam.verdicts import all_of, compare_in_frame, k_ladder, mean_interval, not_testable, rises_along
