@@ -338,13 +338,15 @@ fig = plot_stages(x[0], [s[0] for s in stages], combos)
 show_figure(fig, 7, "Top: the thresholded map of each iteration. Bottom: CasCAM for several λ (large λ keeps the "
             "first maps, λ = 0 weighs all iterations equally).", name="figure7")
 if has_objects:
+    from cascam.masking import combine_maps
     from cascam.metrics import average_precision, compute_all
 
     lam_frames = {f"λ = {float(lmb):g}": [] for lmb in lambdas}
     for s, c in k_runs.items():
         dk, vi = c.data, torch.as_tensor(c.valid_index[: n_eval or None])
+        _, ths = c.explain(dk.images[vi], dk.labels[vi], return_stages=True)  # the K maps once; λ only reweighs them
         for lmb in lambdas:
-            smap = c.explain(dk.images[vi], dk.labels[vi], lam=float(lmb))
+            smap = combine_maps(ths, float(lmb), c.config.combine)
             m = compute_all(smap, object_mask=dk.object_masks[vi],
                             artifact_mask=dk.artifact_masks[vi] if dk.artifact_masks is not None else None)
             m["average_precision_trapezoid"] = average_precision(smap, dk.object_masks[vi], method="trapezoid")
