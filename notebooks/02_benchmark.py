@@ -109,7 +109,7 @@ if cfg.data == "synthetic":
     rows["target (the paper's photos)"] = {"animal ÷ frame, median [IQR]": "between 0.33 and 0.67",
                                            "box ÷ frame": "2.8 %", "images where the box lies on the animal": "often",
                                            "animal hidden by the box (mean)": "a few %"}
-    show_table(pd.DataFrame(rows).T, "S0", "Geometry of both drawing versions beside the target. Version 1's object "
+    show_table(pd.DataFrame(rows).T, "S1", "Geometry of both drawing versions beside the target. Version 1's object "
                "mask excludes the box, so the box never lies on it by construction.", name="benchmark_geometry")
     mine = geo[f"version {cfg.benchmark_version}"]
     q = mine["animal_share"].quantile([0.25, 0.5, 0.75])
@@ -147,7 +147,7 @@ if cfg.data == "synthetic" and cfg.artifact:
                        "most of the rest" if v2 else "most images (> 50 %)", "—", "few", "—"],
         }
     ).set_index("condition")
-    show_table(table, "S1", f"Validity and plain CAM's operating point, measured on this build's {n_valid} validation "
+    show_table(table, "S2", f"Validity and plain CAM's operating point, measured on this build's {n_valid} validation "
                "images (model 1 of the main run). A peak on a box lying over the animal counts for both rows, as it "
                "would with the paper's trimaps.", name="benchmark_validity")
     on_animal = validity.get("cam_on_animal_rate", float("nan"))
@@ -197,6 +197,6 @@ if cfg.data == "synthetic":
     it = cascade.iteration_table()
     cols = ["iteration", "epochs_run", "stopped_early", "valid_accuracy_own", "valid_accuracy_original",
             "valid_accuracy_clean"]
-    show_table(it[[c for c in cols if c in it.columns]].set_index("iteration"), "S2",
+    show_table(it[[c for c in cols if c in it.columns]].set_index("iteration"), "S3",
                "Validation accuracy of each model of the cascade on its own masked images, on the originals and on "
                "box-free images.", name="benchmark_iterations", floatfmt="{:.3f}")
