@@ -683,3 +683,29 @@ def test_explain_reads_the_pixels_training_read(tmp_path):
         bilinear = np.asarray(im.convert("RGB").resize((40, 40), Image.Resampling.BILINEAR))
     assert RESAMPLE == Image.Resampling.LANCZOS
     assert not np.array_equal(images[0].permute(1, 2, 0).numpy(), bilinear)
+
+
+def test_a_photo_folder_is_decoded_once_into_memory_mapped_files(tmp_path, monkeypatch):
+    import cascam.data.folder as folder
+
+    _write_artifact_folder(tmp_path / "f")
+    in_ram = load_artifact_folder(tmp_path / "f", size=32, only_with_original=True)
+    cache = tmp_path / "cache"
+    first = load_artifact_folder(tmp_path / "f", size=32, only_with_original=True, memmap_dir=cache)
+    assert torch.equal(first.images, in_ram.images) and torch.equal(first.clean_images, in_ram.clean_images)
+    assert torch.equal(first.artifact_masks, in_ram.artifact_masks) and first.labels.tolist() == in_ram.labels.tolist()
+    stored = np.load(first.meta["images_file"], mmap_mode="r")
+    assert isinstance(stored, np.memmap) and np.array_equal(stored, in_ram.images.numpy())
+    assert not [p for p in cache.iterdir() if p.name.startswith(".")]  # the staging folder is gone
+
+    decoded = []
+    monkeypatch.setattr(folder, "read_image", lambda *a, **k: decoded.append(a) or pytest.fail("decoded again"))
+    again = load_artifact_folder(tmp_path / "f", size=32, only_with_original=True, memmap_dir=cache)
+    assert not decoded and torch.equal(again.images, in_ram.images) and torch.equal(again.clean_images, in_ram.clean_images)
+    again.images[0] = 0  # copy-on-write: the file keeps the photos
+    assert np.array_equal(np.load(first.meta["images_file"]), in_ram.images.numpy())
+
+    # another size or another subset is another decoding, not a stale one
+    monkeypatch.undo()
+    smaller = load_artifact_folder(tmp_path / "f", size=16, only_with_original=True, memmap_dir=cache)
+    assert smaller.images.shape[-1] == 16 and smaller.meta["images_file"] != first.meta["images_file"]

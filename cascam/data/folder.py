@@ -121,6 +121,7 @@ def load_artifact_folder(
     object_masks_dir: str | os.PathLike | None = None,
     only_with_original: bool = False,
     workers: int | None = None,
+    memmap_dir: str | os.PathLike | None = None,
 ) -> ImageData:
     """Load a folder of images with label-box artifacts (the ``artifacts.csv`` format).
 
@@ -151,6 +152,12 @@ def load_artifact_folder(
         object_masks_dir: folder of trimaps to pair with the images.
         only_with_original: keep only rows whose clean original exists (``has_original = 1``).
         workers: decoding threads (default: up to 8).
+        memmap_dir: decode the photos (and originals) once into uint8 ``.npy`` files in this folder
+            (the run store's ``_data`` when a run loads them) and return tensors backed by those files,
+            memory-mapped copy-on-write: pages are read from disk as batches touch them, so resident
+            memory does not have to hold the data set, and a second load decodes nothing. The files
+            are named by a digest of the folder, its ``artifacts.csv``, the rows loaded and the size
+            (:func:`folder_key`); they are written to a temporary name and renamed when complete.
 
     Raises:
         FileNotFoundError: the folder, ``artifacts.csv``, the image folder, or a file the csv names
@@ -226,9 +233,20 @@ def load_artifact_folder(
     else:
         width = height = int(size)
 
-    images = np.empty((n, 3, height, width), dtype=np.uint8)
     load_clean = bool(has_original.all())
-    clean = np.empty_like(images) if load_clean else None
+    decoded = None
+    if memmap_dir is not None:
+        key = folder_key(csv_path, names, (height, width), only_with_original)
+        decoded = _open_decoded(Path(memmap_dir), key, load_clean)
+        if decoded is None:  # decode into the files, then open them copy-on-write
+            stage = Path(memmap_dir) / f".{key}.{os.getpid()}.{threading.get_ident()}"
+            stage.mkdir(parents=True, exist_ok=True)
+            images = np.lib.format.open_memmap(stage / "images.npy", mode="w+", dtype=np.uint8, shape=(n, 3, height, width))
+            clean = (np.lib.format.open_memmap(stage / "clean.npy", mode="w+", dtype=np.uint8, shape=(n, 3, height, width))
+                     if load_clean else None)
+    if decoded is None and memmap_dir is None:
+        images = np.empty((n, 3, height, width), dtype=np.uint8)
+        clean = np.empty_like(images) if load_clean else None
 
     def load(i: int) -> None:
         array = read_image(paths[i], None if size is None else (width, height))
@@ -241,7 +259,17 @@ def load_artifact_folder(
         if clean is not None:
             clean[i] = read_image(original_paths[i], (width, height)).transpose(2, 0, 1)
 
-    map_in_threads(load, n, workers)
+    if decoded is None:
+        map_in_threads(load, n, workers)
+    if memmap_dir is not None:
+        if decoded is None:
+            for array in (images, clean):
+                if array is not None:
+                    array.flush()
+            del images, clean
+            _publish_decoded(stage, Path(memmap_dir), key)
+            decoded = _open_decoded(Path(memmap_dir), key, load_clean)
+        images, clean = decoded
 
     refs = _bbox_sets(table.columns)
     artifact_masks = None
@@ -279,8 +307,48 @@ def load_artifact_folder(
             "seed": seed,
             "with_original": [names[i] for i in np.flatnonzero(has_original)],
             "object_masks_dir": None if object_masks_dir is None else str(object_masks_dir),
+            "images_file": None if memmap_dir is None else str(Path(memmap_dir) / f"{key}.images.npy"),
         },
     )
+
+
+def folder_key(csv_path: Path, names: Sequence[str], size: tuple[int, int], only_with_original: bool = False) -> str:
+    """16 hex digits naming one decoding of a photo folder: its ``artifacts.csv`` (absolute path, size
+    and modification time), the rows loaded, the output size and the Pillow version (resampling)."""
+    import hashlib
+    import json
+
+    import PIL
+
+    stat = Path(csv_path).stat()
+    blob = {"csv": str(Path(csv_path).resolve()), "csv_size": stat.st_size, "csv_mtime_ns": stat.st_mtime_ns,
+            "names": hashlib.sha256("\n".join(names).encode()).hexdigest(), "size": list(size),
+            "only_with_original": bool(only_with_original), "pillow": PIL.__version__}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _open_decoded(folder: Path, key: str, with_clean: bool):
+    """The decoded arrays of ``key`` memory-mapped copy-on-write, or None when they are not complete."""
+    images_file, clean_file = folder / f"{key}.images.npy", folder / f"{key}.clean.npy"
+    if not images_file.is_file() or (with_clean and not clean_file.is_file()):
+        return None
+    try:
+        images = np.load(images_file, mmap_mode="c")
+        clean = np.load(clean_file, mmap_mode="c") if with_clean else None
+    except (OSError, ValueError):  # unreadable: decode again
+        return None
+    return images, clean
+
+
+def _publish_decoded(stage: Path, folder: Path, key: str) -> None:
+    """Rename the staged files to their final names (the clean originals first, the images last: a
+    reader that finds the images file finds a complete set)."""
+    import shutil
+
+    for part in ("clean", "images"):
+        if (stage / f"{part}.npy").is_file():
+            os.replace(stage / f"{part}.npy", folder / f"{key}.{part}.npy")
+    shutil.rmtree(stage, ignore_errors=True)
 
 
 class ArtifactFolderWriter:
