@@ -573,6 +573,10 @@ def test_load_artifact_folder_pairs_object_masks(tmp_path):
     data = load_artifact_folder(tmp_path / "f", object_masks_dir=masks)
     assert data.object_masks.shape == (8, 32, 32)
     assert data.object_masks.sum(dim=(1, 2)).tolist() == [4 * (k + 1) * 16 for k in range(8)]
+    for _ in range(2):  # decoded into memory-mapped files, then read back from them: the same masks
+        mapped = load_artifact_folder(tmp_path / "f", object_masks_dir=masks, memmap_dir=tmp_path / "cache")
+        assert torch.equal(mapped.object_masks, data.object_masks) and torch.equal(mapped.artifact_masks, data.artifact_masks)
+    assert load_artifact_folder(tmp_path / "f", memmap_dir=tmp_path / "cache").object_masks is None  # no trimaps asked
     (masks / "dog_5.png").unlink()
     with pytest.raises(FileNotFoundError, match="dog_5"):
         load_artifact_folder(tmp_path / "f", object_masks_dir=masks)
@@ -697,6 +701,8 @@ def test_a_photo_folder_is_decoded_once_into_memory_mapped_files(tmp_path, monke
     stored = np.load(first.meta["images_file"], mmap_mode="r")
     assert isinstance(stored, np.memmap) and np.array_equal(stored, in_ram.images.numpy())
     assert not [p for p in cache.iterdir() if p.name.startswith(".")]  # the staging folder is gone
+    assert isinstance(np.load(cache / Path(first.meta["images_file"]).name.replace("images", "boxes"), mmap_mode="r"),
+                      np.memmap)  # the box masks are mapped too: nothing of size N stays in anonymous memory
 
     decoded = []
     monkeypatch.setattr(folder, "read_image", lambda *a, **k: decoded.append(a) or pytest.fail("decoded again"))
