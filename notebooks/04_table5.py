@@ -271,7 +271,7 @@ groups = {w: [METHOD_LABELS[m] for m in baselines if _diff_word(m) == w] for w i
 c_lo, c_hi = at.loc[("cascam", 1, "most"), ["ci_low", "ci_high"]]
 overlap = [METHOD_LABELS[m] for m in baselines
            if at.loc[(m, 1, "most"), "ci_low"] <= c_hi and at.loc[(m, 1, "most"), "ci_high"] >= c_lo]
-ranking = at.xs((1, "most"), level=("model", "order"))["mean"].drop(index=RANDOM).sort_values()
+ranking = at.xs((1, "most"), level=("model", "order"))["mean"].drop(index=[RANDOM, "cascam_stage"]).sort_values()
 v_random = compare_in_frame(top, "CasCAM", LABELS[RANDOM], "drop", claimed="less", label=f"confidence change, top {headline:g} % removed")
 v_cam = compare_in_frame(top, "CasCAM", "CAM", "drop", claimed="less", label=f"confidence change, top {headline:g} % removed")
 v_fg = compare_in_frame(top, "CasCAM", "FullGrad", "drop", claimed="less", label=f"confidence change, top {headline:g} % removed")
@@ -321,6 +321,7 @@ display(Markdown(
 
 # %%
 others = {k: v for k, v in on_models.items() if k != 1}
+k_far = max(others, key=lambda k: abs(others[k])) if others else None
 relation = {"held": "more faithful to it than CAM, model 1's own map",
             "contradicted": "less faithful to it than CAM, model 1's own map",
             "inconclusive": "neither more nor less faithful to it than CAM, model 1's own map (no difference resolved)",
@@ -331,8 +332,8 @@ if v_random.verdict != "held":
 elif k_most == 1:
     verdict_text = (f"So, by ROAD, CasCAM's combined map is faithful above all to **model 1**, the model that reads the "
                     f"shortcut: its top pixels cost model 1 more confidence than random ones, and it is {relation[v_cam.verdict]}"
-                    + (f"; the later models' confidence moves by at most {max(abs(v) for v in others.values()):.3f} when "
-                       "its top pixels go, so the map says little about what models 2 to K use." if others else "."))
+                    + (f"; a later model's confidence moves by at most {_num(others[k_far])} (model {k_far}) when its top "
+                       f"pixels go, against {_num(on_models[1])} for model 1." if others else "."))
 else:
     verdict_text = (f"So, by ROAD, CasCAM's combined map is faithful to model 1 beyond a random ranking, and it is "
                     f"{relation[v_cam.verdict]}; but the model whose confidence it moves most is **model {k_most}** "
