@@ -3,7 +3,8 @@
 Each ``course/NN_*.md`` page's solution code (the ```python blocks inside its ``{solution}`` directive)
 is run as written, in a fresh Python process per exercise, in order, with one run store shared by all
 seven (as ``course/teacher.md`` measured them: later exercises load the models earlier ones trained).
-The teacher page's "measured time" column is parsed and printed beside the measured wall time.
+The teacher page's "measured time" column is parsed and printed beside the measured wall time, which
+includes starting Python and importing torch and the package (measured once apart and printed first).
 
     PYTHONPATH=. python benchmarks/bench_course.py [--threads 2] [--store DIR] [--only 1 3] [--json PATH]
 
@@ -85,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         print(warning)
     store = args.store or Path(tempfile.mkdtemp(prefix="bench_course_")) / "runs"
     print(f"store: {store} ({'empty' if not store.exists() else 'existing'}), threads per process: {args.threads}")
+    startup, _, _ = run_exercise("import cascam.course, cascam.evaluate, pytorch_grad_cam", store, args.threads)
+    print(f"start-up of a fresh process (python, torch, cascam, grad-cam imported; included below): {startup:.1f} s")
     stated = stated_seconds(COURSE / "teacher.md")
     pages = sorted(COURSE.glob("[0-9][0-9]_*.md"))
     rows = []
@@ -105,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'all, in order':<28} {total:>9.1f}s ({total / 60:.1f} min)")
     print("load average at the end:", ", ".join(f"{v:.2f}" for v in os.getloadavg()))
     if args.json:
-        args.json.write_text(json.dumps({"machine": info, "threads": args.threads, "rows": rows,
-                                         "total_seconds": total}, indent=2))
+        args.json.write_text(json.dumps({"machine": info, "threads": args.threads, "startup_seconds": startup,
+                                         "rows": rows, "total_seconds": total}, indent=2))
     return 0 if all(r["returncode"] == 0 for r in rows) else 1
 
 
