@@ -17,7 +17,7 @@ import torch
 
 __all__ = [
     "ORDERS", "TABLE5_METHODS", "RANDOM", "rank_maps", "road_scores", "faithfulness_frame",
-    "faithfulness_summary", "faithfulness_table", "interval_text",
+    "faithfulness_summary", "faithfulness_table", "faithfulness_grid", "interval_text",
 ]
 
 #: ``most``: remove the most relevant pixels first (grad-cam's ROADMostRelevantFirst); ``least``: the
@@ -277,6 +277,22 @@ def interval_text(mean: float, low: float, high: float, digits: int = 3) -> str:
     return f"{f(mean)} [{f(low)}, {f(high)}]"
 
 
+def _map_rows(at: pd.DataFrame, labels: Mapping[str, str], reference: str):
+    """(row name, rows of one map) in the tables' order: methods on model 1 as they first appear, then
+    the reference on models 2…K, then each stage map on its own model."""
+    ref_name = labels.get(reference, reference)
+    order_of = {m: i for i, m in enumerate(at["method"].drop_duplicates())}
+    ranked = at.assign(_stage=at["method"].eq("cascam_stage"), _o=at["method"].map(order_of))
+    ranked = ranked.sort_values(["_stage", "model", "_o"], kind="stable")
+    for (method, model), group in ranked.groupby(["method", "model"], sort=False):
+        model = int(model)
+        if method == "cascam_stage":
+            name = f"{ref_name} stage {model} (model {model})"
+        else:
+            name = labels.get(method, method) if model == 1 else f"{labels.get(method, method)} on model {model}"
+        yield name, group
+
+
 def faithfulness_table(
     summary: pd.DataFrame,
     percentile: float,
@@ -300,31 +316,41 @@ def faithfulness_table(
         raise ValueError(f"percentile: no rows at {percentile!r}; have {sorted(summary['percentile'].unique())}")
     p = f"{float(percentile):g} %"
     ref_name = labels.get(reference, reference)
-
-    def row_name(method: str, model: int) -> str:
-        if method == "cascam_stage":
-            return f"{ref_name} stage {model} (model {model})"
-        name = labels.get(method, method)
-        return name if model == 1 else f"{name} on model {model}"
-
-    order_of = {m: i for i, m in enumerate(at["method"].drop_duplicates())}
-    rank = at.assign(_stage=at["method"].eq("cascam_stage"), _o=at["method"].map(order_of))
-    rank = rank.sort_values(["_stage", "model", "_o"], kind="stable")
     rows = {}
-    for (method, model), group in rank.groupby(["method", "model"], sort=False):
+    for name, group in _map_rows(at, labels, reference):
         cells = {}
         for order in ORDERS:
             hit = group[group["order"] == order]
             if not hit.empty:
                 r = hit.iloc[0]
-                cells[f"{'most' if order == 'most' else 'least'} relevant {p} removed"] = interval_text(
-                    r["mean"], r["ci_low"], r["ci_high"], digits)
+                cells[f"{order} relevant {p} removed"] = interval_text(r["mean"], r["ci_low"], r["ci_high"], digits)
         most = group[group["order"] == "most"]
         if not most.empty:
             r = most.iloc[0]
             cells[f"{ref_name} − method, most relevant {p} (paired)"] = interval_text(
                 r["diff"], r["diff_low"], r["diff_high"], digits)
-        rows[row_name(method, int(model))] = cells
+        rows[name] = cells
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "map (judged on)"
+    return table
+
+
+def faithfulness_grid(
+    summary: pd.DataFrame,
+    order: str,
+    *,
+    labels: Mapping[str, str] | None = None,
+    reference: str = "cascam",
+    digits: int = 3,
+) -> pd.DataFrame:
+    """One row per map (as :func:`faithfulness_table`), one column per percentile ("x % removed"), text
+    cells "mean [95 % interval]" for one ``order`` ("most" / "least")."""
+    if order not in ORDERS:
+        raise ValueError(f"order: unknown order {order!r}; choose from {', '.join(ORDERS)}")
+    at = summary[summary["order"] == order]
+    rows = {name: {f"{r['percentile']:g} % removed": interval_text(r["mean"], r["ci_low"], r["ci_high"], digits)
+                   for _, r in group.sort_values("percentile").iterrows()}
+            for name, group in _map_rows(at, dict(labels or {}), reference)}
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "map (judged on)"
     return table

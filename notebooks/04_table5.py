@@ -59,7 +59,14 @@ from IPython.display import Markdown, display
 from cascam import run_cascade
 from cascam.bookkit import config_from_params, paper_values, record_result, show_table, store
 from cascam.evaluate import ALL_METHODS, AP_TRAPEZOID, METHOD_LABELS, evaluate
-from cascam.faithfulness import RANDOM, faithfulness_frame, faithfulness_summary, faithfulness_table, interval_text
+from cascam.faithfulness import (
+    RANDOM,
+    faithfulness_frame,
+    faithfulness_grid,
+    faithfulness_summary,
+    faithfulness_table,
+    interval_text,
+)
 from cascam.stats import paired_differences, summarize
 from cascam.verdicts import all_of, compare_in_frame, not_testable
 
@@ -242,18 +249,10 @@ show_table(faithfulness_table(faith_summary, headline, labels=LABELS), "5g",
            "'most', near 0 under 'least'. Rows without a model are judged on model 1.",
            name="table5_faithfulness")
 if len(faith_percents) > 1:  # the full profile: every percentile, one column each
-    grid = faith_summary.assign(
-        cell=[interval_text(m, lo, hi) for m, lo, hi in zip(faith_summary["mean"], faith_summary["ci_low"],
-                                                             faith_summary["ci_high"], strict=True)],
-        map=[(LABELS.get(m, m) if m != "cascam_stage" else f"CasCAM stage {k}") + ("" if k == 1 or m == "cascam_stage"
-             else f" on model {k}") + (f" (model {k})" if m == "cascam_stage" else "")
-             for m, k in zip(faith_summary["method"], faith_summary["model"], strict=True)])
-    for order, word in (("most", "most"), ("least", "least")):
-        wide = grid[grid["order"] == order].pivot_table(index="map", columns="percentile", values="cell",
-                                                         aggfunc="first", sort=False)
-        wide.columns = [f"{p:g} % removed" for p in wide.columns]
-        show_table(wide, f"5g-{word}", f"ROAD, {word} relevant pixels removed first, at every percentile: mean "
-                   f"[95 % interval] over {n_faith} images.", name=f"table5_faithfulness_{word}")
+    for order in ("most", "least"):
+        show_table(faithfulness_grid(faith_summary, order, labels=LABELS), f"5g-{order}",
+                   f"ROAD, {order} relevant pixels removed first, at every percentile: mean [95 % interval] over "
+                   f"{n_faith} images.", name=f"table5_faithfulness_{order}")
 
 # %%
 at = faith_summary[np.isclose(faith_summary["percentile"], headline)].set_index(["method", "model", "order"])

@@ -16,6 +16,7 @@ from cascam.faithfulness import (
     RANDOM,
     TABLE5_METHODS,
     faithfulness_frame,
+    faithfulness_grid,
     faithfulness_summary,
     faithfulness_table,
     interval_text,
@@ -109,6 +110,9 @@ def test_faithfulness_table_has_one_readable_row_per_map():
     assert table.loc["complement", "most relevant 10 % removed"].count("[") == 1
     with pytest.raises(ValueError, match="percentile"):
         faithfulness_table(summary, 50)
+    grid = faithfulness_grid(summary, "least", labels={"evidence": "Evidence"}, reference="evidence")
+    assert list(grid.columns) == ["10 % removed"] and list(grid.index) == list(table.index)
+    assert grid.loc["complement", "10 % removed"] == table.loc["complement", "least relevant 10 % removed"]
 
 
 def test_interval_text_uses_a_true_minus_and_no_negative_zero():
