@@ -331,8 +331,8 @@ if v_random.verdict != "held":
 elif k_most == 1:
     verdict_text = (f"So, by ROAD, CasCAM's combined map is faithful above all to **model 1**, the model that reads the "
                     f"shortcut: its top pixels cost model 1 more confidence than random ones, and it is {relation[v_cam.verdict]}"
-                    + (f"; a later model's confidence moves by at most {_num(others[k_far])} (model {k_far}) when its top "
-                       f"pixels go, against {_num(on_models[1])} for model 1." if others else "."))
+                    + (f"; among the later models, the largest change when its top pixels go is {_num(others[k_far])} "
+                       f"(model {k_far}), against {_num(on_models[1])} for model 1." if others else "."))
 else:
     verdict_text = (f"So, by ROAD, CasCAM's combined map is faithful to model 1 beyond a random ranking, and it is "
                     f"{relation[v_cam.verdict]}; but the model whose confidence it moves most is **model {k_most}** "
