@@ -73,8 +73,15 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from cascam import run_cascade
-from cascam.bookkit import (config_from_params, interval_text, paper_values, record_result, show_figure, show_table,
-                            store)
+from cascam.bookkit import (
+    config_from_params,
+    interval_text,
+    paper_values,
+    record_result,
+    show_figure,
+    show_table,
+    store,
+)
 from cascam.evaluate import evaluate
 from cascam.leakage import leakage_table
 from cascam.stats import summarize
@@ -121,7 +128,7 @@ wide = pd.DataFrame({
         axis=1)
     for m in metrics
 })
-show_table(wide, "S4", f"The final CasCAM of the first K models of each run, per fill"
+show_table(wide, "S4", "The final CasCAM of the first K models of each run, per fill"
            + (f" ({sources[0]} variant)" if len(sources) == 1 else "") + f": mean over {int(summary['n'].max())} "
            "validation images [95 % percentile-bootstrap interval]. Pointing game in %, energies as shares in [0, 1]; "
            "object: higher is better, artifact: lower is better.", name="shortcuts_metrics")
