@@ -24,7 +24,7 @@ from .verdicts import VERDICTS
 
 __all__ = [
     "build_book", "copy_static_pages", "load_profile", "notebook_order", "repo_root", "strip_solutions", "PAGES_DIR",
-    "load_results", "verdict_summary", "findings_markdown",
+    "load_results", "verdict_summary", "findings_markdown", "page_findings",
 ]
 
 #: Where executed notebooks go, relative to the repository root.
@@ -224,9 +224,10 @@ def findings_markdown(page: str) -> str | None:
     None when the page recorded no claim. ``cascam book`` puts it under the page's title."""
     results = load_results()
     mine = results[results["page"] == page] if len(results) else results
-    if not len(mine):
+    setting = page_findings(page)
+    if not len(mine) and not setting:
         return None
-    lines, details = [], []
+    lines, details = [f"- {text}" for text in setting], []
     for _, r in mine.iterrows():
         evidence = r["evidence_text"] if isinstance(r["evidence_text"], str) and r["evidence_text"] else r["reason"]
         parts = evidence.split(" | ") if isinstance(evidence, str) and evidence else []
@@ -241,6 +242,13 @@ def findings_markdown(page: str) -> str | None:
         lines += [f"  - {p}" for p in parts] if len(parts) > 1 else []
     body = "\n".join(lines) + ("\n\n" + "\n".join(details) if details else "")
     return "::::{admonition} Findings of this build\n:class: tip\n\n" + body + "\n::::\n"
+
+
+def page_findings(page: str) -> list[str]:
+    """The lines ``page`` recorded with :func:`cascam.bookkit.record_finding`, in recording order."""
+    d = repo_root() / PAGES_DIR / "findings"
+    rows = [json.loads(p.read_text()) for p in d.glob(f"{page}__*.json")] if d.exists() else []
+    return [r["text"] for r in sorted(rows, key=lambda r: r.get("order", 0)) if r.get("page") == page]
 
 
 def evidence_brief(evidence: Any, text: Any, reason: Any = "", limit: int = 4,
@@ -279,6 +287,9 @@ def clear_results(root: Path, page: str) -> int:
         if recorded_by == page:
             path.unlink(missing_ok=True)
             removed += 1
+    for path in (root / PAGES_DIR / "findings").glob(f"{page}__*.json"):  # the page's setting lines
+        path.unlink(missing_ok=True)
+        removed += 1
     return removed
 
 

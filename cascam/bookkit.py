@@ -27,6 +27,7 @@ __all__ = [
     "show_figure",
     "show_table",
     "record_result",
+    "record_finding",
     "load_results",
     "evidence_brief",
     "verdict_summary",
@@ -134,6 +135,20 @@ def format_number(value: Any) -> str:
     return "0" if float(text) == 0 else text
 
 
+def interval_text(mean: float, low: float, high: float, *, scale: float = 1.0, unit: str = "") -> str:
+    """A mean with its interval as a table cell: ``"72.0 % [68.6, 75.4]"`` (``scale=100, unit=" %"``) or
+    ``"0.629 [0.612, 0.645]"``; numbers by :func:`format_number`.
+
+    Example:
+        >>> interval_text(0.72, 0.686, 0.754, scale=100, unit=" %")
+        '72.0 % [68.6, 75.4]'
+        >>> interval_text(0.6291, 0.6123, 0.6449)
+        '0.629 [0.612, 0.645]'
+    """
+    m, lo, hi = (format_number(scale * v) for v in (mean, low, high))
+    return f"{m}{unit} [{lo}, {hi}]"
+
+
 #: Code names of metrics and statistics → the words a table header shows (the CSV keeps the code names).
 READABLE = {
     "average_precision_trapezoid": "AP (authors')", "average_precision": "AP (step)", "iou": "IoU",
@@ -208,6 +223,20 @@ def record_result(
     row = {"item": item, "profile": profile, "ours": ours, "paper": paper, "claim": claim, "page": page,
            "anchor": anchor, **verdict.to_dict(), "evidence_text": verdict.text()}
     (d / f"{item.replace(' ', '_')}.json").write_text(json.dumps(row, indent=2, default=float))
+
+
+def record_finding(page: str, key: str, text: str) -> None:
+    """Save one line of ``page``'s "Findings of this build" box that is not one of the paper's claims: a
+    measured property of the setting (the benchmark's geometry, the baseline's operating point), with
+    its interval and sample size in ``text`` (Markdown). Lines show in the order they were recorded,
+    above the page's claims; they do not go to the landing page. ``key`` names the line (recording the
+    same key again replaces it)."""
+    import time
+
+    d = pages_dir() / "findings"
+    d.mkdir(parents=True, exist_ok=True)
+    row = {"page": page, "key": key, "text": text, "order": time.time_ns()}
+    (d / f"{page}__{key}.json").write_text(json.dumps(row, indent=2))
 
 
 def figure_to_png_bytes(fig) -> bytes:

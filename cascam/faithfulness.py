@@ -8,17 +8,31 @@ drop, a negative score) and little when its least relevant ones go (``order="lea
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
-__all__ = ["ORDERS", "rank_maps", "road_scores", "faithfulness_frame"]
+__all__ = [
+    "ORDERS", "TABLE5_METHODS", "RANDOM", "rank_maps", "road_scores", "faithfulness_frame",
+    "faithfulness_summary", "faithfulness_table", "faithfulness_grid", "interval_text",
+]
 
 #: ``most``: remove the most relevant pixels first (grad-cam's ROADMostRelevantFirst); ``least``: the
 #: least relevant first (ROADLeastRelevantFirst).
 ORDERS: tuple[str, ...] = ("most", "least")
+
+#: Every method of the paper's Table 5 (CAM, the nine grad-cam baselines, CasCAM), in the table's order.
+TABLE5_METHODS: tuple[str, ...] = (
+    "cam", "gradcam", "hirescam", "gradcam++", "scorecam", "ablationcam", "xgradcam", "fullgrad",
+    "eigengradcam", "layercam", "cascam",
+)
+
+#: The name of the reference "map" that ranks pixels at random (seeded): the score of a map that
+#: knows nothing about the model, beside which every other score is read.
+RANDOM = "random"
 
 
 def rank_maps(maps, seed: int = 0) -> np.ndarray:
@@ -119,32 +133,45 @@ def faithfulness_frame(
     images: torch.Tensor,
     labels: torch.Tensor | None = None,
     *,
-    methods: Sequence[str] = ("cam", "fullgrad", "cascam"),
+    methods: Sequence[str] = (*TABLE5_METHODS, RANDOM),
     percents: Sequence[float] = (10, 20, 50),
     orders: Sequence[str] = ORDERS,
+    stages: bool = True,
+    cascam_on_every_model: bool = False,
     seed: int = 0,
     batch_size: int = 32,
 ) -> pd.DataFrame:
-    """ROAD scores of CAM, FullGrad and CasCAM on a cascade, one row per image × method × percent × order.
+    """ROAD scores of each method's map on a cascade, one row per image × method × model × percent × order.
 
     The class is ``labels`` or model 1's prediction, the same for every method. Methods and the model
     each is judged on:
 
-    * ``cam``, ``fullgrad`` (or any name of :data:`cascam.explainers.EXPLAINER_NAMES`): model 1's
-      map, judged on model 1;
+    * ``cam`` and every other name of :data:`cascam.explainers.EXPLAINER_NAMES` (by default the ten
+      baselines of Table 5, :data:`TABLE5_METHODS`): model 1's map, judged on model 1;
     * ``cascam``: the combined CasCAM map (:class:`cascam.explainers.CasCAM`), judged on model 1 —
-      the model the baselines explain; and ``cascam_stage`` rows, one per k: the stage-k map
-      Norm(TH(CAM_k)), judged on model k, the model that produced it.
+      the model the baselines explain — and, with ``cascam_on_every_model``, on every model k too;
+      with ``stages``, ``cascam_stage`` rows, one per k: the stage-k map Norm(TH(CAM_k)), judged on
+      model k, the model that produced it;
+    * ``random`` (:data:`RANDOM`): a uniform random map (seeded by ``seed``), judged on model 1 — the
+      score of a ranking that carries no information about the model.
 
     Columns: ``method``, ``model`` (k), ``image`` (index into ``images``), ``percentile`` (the
     percent of pixels removed; grad-cam's own ``percentile`` argument is 100 − this), ``order``
     ("most" / "least"), ``score`` (change of the softmax probability of the class; negative = lost
-    confidence). Images are taken at the cascade's ``image_size``. Pair rows by (image, percentile,
-    order) to compare methods, e.g. with :func:`cascam.verdicts.compare_in_frame`.
+    confidence). Images are taken at the cascade's ``image_size``. Pair rows by (image, model,
+    percentile, order) to compare methods (:func:`faithfulness_summary` does).
+
+    Cost: ROAD's imputation solves one sparse system per image, map, percent and order (about 15 ms
+    per image at 64 px and 20 %, 45 ms at 50 %, one CPU thread); ScoreCAM and AblationCAM's maps cost
+    about 0.15 and 0.1 s per image with the small CNN.
     """
     from .cascade import to_float_images
-    from .explainers import CasCAM, get_explainer
+    from .explainers import EXPLAINER_NAMES, CasCAM, get_explainer
 
+    for method in methods:
+        if method not in (*EXPLAINER_NAMES, "cascam", RANDOM):
+            raise ValueError(f"methods: unknown method {method!r}; choose from "
+                             f"{', '.join((*EXPLAINER_NAMES, 'cascam', RANDOM))}")
     x = to_float_images(images)
     if x.ndim != 4 or tuple(x.shape[-2:]) != (cascade.config.image_size,) * 2:
         raise ValueError(
@@ -166,9 +193,14 @@ def faithfulness_frame(
         if method == "cascam":
             cam = CasCAM(cascade, batch_size=batch_size)
             combined = cam(x, [int(c) for c in classes])
-            add("cascam", 1, model1, combined)
-            for k, (model, stage) in enumerate(zip(cascade.models, cam.last_stages, strict=True), start=1):
-                add("cascam_stage", k, model, stage)
+            for k, model in enumerate(cascade.models if cascam_on_every_model else cascade.models[:1], start=1):
+                add("cascam", k, model, combined)
+            if stages:
+                for k, (model, stage) in enumerate(zip(cascade.models, cam.last_stages, strict=True), start=1):
+                    add("cascam_stage", k, model, stage)
+        elif method == RANDOM:
+            noise = np.random.default_rng([int(seed), 7]).random((len(x), *x.shape[-2:]), dtype=np.float32)
+            add(RANDOM, 1, model1, noise)
         else:
             explainer = get_explainer(method)
             maps = torch.cat([
@@ -177,3 +209,148 @@ def faithfulness_frame(
             ])
             add(method, 1, model1, maps)
     return pd.concat(rows, ignore_index=True)
+
+
+def faithfulness_summary(
+    frame: pd.DataFrame,
+    *,
+    reference: str = "cascam",
+    level: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    r"""Mean ROAD score per method × model × percentile × order with its bootstrap interval, and the
+    paired difference to ``reference`` on the same model and images.
+
+    $$ \bar s = \frac1n \sum_i s_i, \qquad \bar\delta = \frac1n \sum_i (s^{\text{ref}}_i - s_i) $$
+
+    Intervals are percentile bootstraps over images (:func:`cascam.stats.bootstrap_mean_ci`, seeded
+    per row; the difference by :func:`cascam.verdicts.paired_interval`, images paired). A difference
+    below 0 under ``order="most"`` says the reference's most relevant pixels cost more confidence than
+    this method's. Rows of a model the reference is not judged on have NaN differences.
+
+    Args:
+        frame: :func:`faithfulness_frame`'s rows (a ``seed`` column, if present, is ignored: one run).
+    Returns:
+        Columns ``method``, ``model``, ``order``, ``percentile``, ``n_images``, ``mean``, ``ci_low``,
+        ``ci_high``, ``diff``, ``diff_low``, ``diff_high`` (reference − method), one row per group, in
+        the order the groups first appear in ``frame``.
+    """
+    import zlib
+
+    from .stats import bootstrap_mean_ci
+    from .verdicts import paired_interval
+
+    keys = ["method", "model", "order", "percentile"]
+    ref = frame[frame["method"] == reference].set_index(["model", "order", "percentile", "image"])["score"]
+    out = []
+    for (method, model, order, percentile), group in frame.groupby(keys, sort=False):
+        values = group["score"].to_numpy(np.float64)
+        rng_seed = [int(seed), zlib.crc32(repr((method, int(model), order, float(percentile))).encode())]
+        low, high = bootstrap_mean_ci(values, n_boot, np.random.default_rng(rng_seed), level)
+        diff = d_low = d_high = math.nan
+        index = pd.MultiIndex.from_arrays([[model] * len(group), [order] * len(group), [percentile] * len(group),
+                                           group["image"].to_numpy()])
+        paired = ref.reindex(index).to_numpy(np.float64)
+        if method != reference and not np.isnan(paired).all():
+            diff, d_low, d_high, _, _ = paired_interval(paired, values, n_boot=n_boot, level=level, seed=seed)
+        out.append({"method": method, "model": int(model), "order": order, "percentile": float(percentile),
+                    "n_images": int(np.isfinite(values).sum()), "mean": float(np.nanmean(values)),
+                    "ci_low": low, "ci_high": high, "diff": diff, "diff_low": d_low, "diff_high": d_high})
+    return pd.DataFrame(out)
+
+
+def interval_text(mean: float, low: float, high: float, digits: int = 3) -> str:
+    """``"−0.420 [−0.470, −0.370]"``: a mean and its interval, with a true minus sign; ``—`` when missing.
+
+    Example:
+        >>> interval_text(-0.42, -0.47, -0.37, digits=2)
+        '−0.42 [−0.47, −0.37]'
+    """
+    if not all(math.isfinite(v) for v in (mean, low, high)):
+        return "—"
+
+    def f(v: float) -> str:
+        text = f"{v:.{digits}f}"
+        return ("0" + text[2:] if text.startswith("-0") and float(text) == 0 else text).replace("-", "−")
+
+    return f"{f(mean)} [{f(low)}, {f(high)}]"
+
+
+def _map_rows(at: pd.DataFrame, labels: Mapping[str, str], reference: str):
+    """(row name, rows of one map) in the tables' order: methods on model 1 as they first appear, then
+    the reference on models 2…K, then each stage map on its own model."""
+    ref_name = labels.get(reference, reference)
+    order_of = {m: i for i, m in enumerate(at["method"].drop_duplicates())}
+    ranked = at.assign(_stage=at["method"].eq("cascam_stage"), _o=at["method"].map(order_of))
+    ranked = ranked.sort_values(["_stage", "model", "_o"], kind="stable")
+    for (method, model), group in ranked.groupby(["method", "model"], sort=False):
+        model = int(model)
+        if method == "cascam_stage":
+            name = f"{ref_name} stage {model} (model {model})"
+        else:
+            name = labels.get(method, method) if model == 1 else f"{labels.get(method, method)} on model {model}"
+        yield name, group
+
+
+def faithfulness_table(
+    summary: pd.DataFrame,
+    percentile: float,
+    *,
+    labels: Mapping[str, str] | None = None,
+    reference: str = "cascam",
+    digits: int = 3,
+) -> pd.DataFrame:
+    """One row per map (method on model 1, then CasCAM's combined map on models 2…K, then each stage map
+    on its own model), text cells "mean [95 % interval]" at one ``percentile``: the columns
+    "most relevant x % removed", "least relevant x % removed" and, for rows judged on the same model as
+    the reference, the paired difference "<reference> − method, most relevant" (reference first).
+
+    Args:
+        summary: :func:`faithfulness_summary`'s rows.
+        labels: display names of the methods (e.g. :data:`cascam.evaluate.METHOD_LABELS`).
+    """
+    labels = dict(labels or {})
+    at = summary[np.isclose(summary["percentile"], float(percentile))]
+    if at.empty:
+        raise ValueError(f"percentile: no rows at {percentile!r}; have {sorted(summary['percentile'].unique())}")
+    p = f"{float(percentile):g} %"
+    ref_name = labels.get(reference, reference)
+    rows = {}
+    for name, group in _map_rows(at, labels, reference):
+        cells = {}
+        for order in ORDERS:
+            hit = group[group["order"] == order]
+            if not hit.empty:
+                r = hit.iloc[0]
+                cells[f"{order} relevant {p} removed"] = interval_text(r["mean"], r["ci_low"], r["ci_high"], digits)
+        most = group[group["order"] == "most"]
+        if not most.empty:
+            r = most.iloc[0]
+            cells[f"{ref_name} − method, most relevant {p} (paired)"] = interval_text(
+                r["diff"], r["diff_low"], r["diff_high"], digits)
+        rows[name] = cells
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "map (judged on)"
+    return table
+
+
+def faithfulness_grid(
+    summary: pd.DataFrame,
+    order: str,
+    *,
+    labels: Mapping[str, str] | None = None,
+    reference: str = "cascam",
+    digits: int = 3,
+) -> pd.DataFrame:
+    """One row per map (as :func:`faithfulness_table`), one column per percentile ("x % removed"), text
+    cells "mean [95 % interval]" for one ``order`` ("most" / "least")."""
+    if order not in ORDERS:
+        raise ValueError(f"order: unknown order {order!r}; choose from {', '.join(ORDERS)}")
+    at = summary[summary["order"] == order]
+    rows = {name: {f"{r['percentile']:g} % removed": interval_text(r["mean"], r["ci_low"], r["ci_high"], digits)
+                   for _, r in group.sort_values("percentile").iterrows()}
+            for name, group in _map_rows(at, dict(labels or {}), reference)}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "map (judged on)"
+    return table

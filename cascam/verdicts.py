@@ -45,6 +45,7 @@ __all__ = [
     "verdict_of_interval",
     "paired_interval",
     "paired_verdict",
+    "mean_interval",
     "not_testable",
     "all_of",
     "compare_in_frame",
@@ -182,6 +183,29 @@ def paired_interval(
     draws = np.round(draws, 12)
     low, high = np.percentile(draws, [50 * (1 - level), 50 * (1 + level)])
     return (point, float(low), float(high), int(delta.size), S)
+
+
+def mean_interval(
+    values: Sequence[float] | np.ndarray,
+    seeds: Sequence | np.ndarray | None = None,
+    *,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    r"""The mean of per-image ``values`` over seeds and its interval, by the same two-stage bootstrap as
+    :func:`paired_interval` (seeds resampled, then images within each drawn seed): the mean over seeds
+    of each seed's mean, :math:`\bar x = \frac1S\sum_s \frac1{n_s}\sum_i x_{si}`, and its percentile
+    interval. Returns ``(mean, low, high)``.
+
+    Example:
+        >>> m, lo, hi = mean_interval([0, 1, 1, 1, 0, 1], seeds=[0, 0, 0, 1, 1, 1])
+        >>> round(m, 3), lo <= m <= hi
+        (0.667, True)
+    """
+    x = _aligned(values, "values")
+    point, low, high, _, _ = paired_interval(x, np.zeros_like(x), seeds, n_boot=n_boot, level=level, seed=seed)
+    return (point, low, high)
 
 
 def paired_verdict(

@@ -142,7 +142,7 @@ if synthetic:
         names = {"artifact1": "label box", "artifact2": "stamp", "object1": "animal", "object2": "second animal"}
         det.columns = [names[c] for c in det.columns]
         show_table(det, table_number, f"Detection rate of each element on {len(idx)} validation images of the `{var}` "
-                   "variant (the paper's check marks, measured).", name=f"table{table_number}", floatfmt="{:.2f}")
+                   f"variant (the paper's check marks, measured); one seed (seed {cfg_v.seed}), {cfg_v.n_images} images.", name=f"table{table_number}", floatfmt="{:.2f}")
         key = "animal" if var == "multi_artifact" else "second animal"
         part = {v: k for k, v in names.items()}[key]
         cas, best_name = det.loc["CasCAM", key], det.drop(index="CasCAM")[key].idxmax()

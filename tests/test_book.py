@@ -134,6 +134,23 @@ def test_findings_come_first(site):
         assert any(f"<strong>{w}</strong>" in page[box:first_output] for w in VERDICTS), name
 
 
+def test_the_benchmark_page_opens_with_its_setting_findings(site):
+    page = (site / "02_benchmark.html").read_text()
+    box = page.find("Findings of this build")
+    first_output = min(i for i in (page.find('class="cell_output'), page.find("<table")) if i >= 0)
+    assert 0 <= box < first_output
+    for line in ("Geometry", "operating point", "Validity"):
+        assert line in page[box:first_output], line
+
+
+def test_parameter_tables_say_which_runs_and_seeds_they_stand_on(site):
+    text = _outputs(site / "05_parameters.html")
+    # smoke: Table 6 and λ read Table 5's run (k_seeds), Tables 7–8 the grid over two seeds (grid_seeds)
+    assert re.search(r"Table 6\..*?Table 5's runs: its CasCAM row is K = 2 here", text, re.S)
+    assert re.search(r"Table 7\..*?16 validation images × 2 seeds", text, re.S)
+    assert re.search(r"Table 7b\..*?the runs of Table 6", text, re.S)
+
+
 def test_code_is_folded_on_every_page(site):
     for page in sorted(site.glob("[0-9]*.html")) + [site / "index.html"]:
         cells = re.findall(r'<div class="cell((?: tag_[^" ]+)*) docutils container">', page.read_text(errors="replace"))

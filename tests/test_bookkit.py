@@ -117,3 +117,40 @@ def test_the_findings_box_folds_a_long_list_of_comparisons(tmp_path, monkeypatch
     assert ":::{admonition} Grid: all 6 comparisons\n:class: dropdown" in md
     assert md.count("- A − B, m") == 6  # every comparison still on the page, in the folded box
     assert "**Table 6** — x. The paper's claim (z): **held** — A − B, pg: +0.2" in md
+
+
+def test_setting_findings_lead_the_box_in_order_and_leave_the_landing_page(tmp_path, monkeypatch):
+    from cascam.book import PAGES_DIR, clear_results, findings_markdown
+    from cascam.bookkit import record_finding
+
+    (tmp_path / "_config.yml").write_text("title: test\n")
+    monkeypatch.setenv("CASCAM_BOOK_ROOT", str(tmp_path))
+    assert findings_markdown("02_benchmark") is None
+    record_finding("02_benchmark", "geometry", "Animal share 0.52")
+    record_finding("02_benchmark", "operating_point", "CAM on the animal 63.5 % [59.0, 68.0]")
+    record_finding("02_benchmark", "geometry", "Animal share 0.53")  # the same key again replaces the line
+    record_finding("04_table5", "other", "not this page's")
+    box = findings_markdown("02_benchmark")
+    assert box.count("\n- ") == 2 and "0.52" not in box and "not this page's" not in box
+    assert box.index("CAM on the animal") < box.index("Animal share 0.53")  # recording order
+    assert len(load_results()) == 0  # setting lines are not claims: nothing for the landing page
+    assert clear_results(tmp_path, "02_benchmark") == 2
+    assert findings_markdown("02_benchmark") is None and (tmp_path / PAGES_DIR / "findings" / "04_table5__other.json").exists()
+
+
+def test_interval_text_and_the_seeded_mean_interval():
+    from cascam.bookkit import interval_text
+    from cascam.verdicts import mean_interval
+
+    assert interval_text(0.72, 0.686, 0.754, scale=100, unit=" %") == "72.0 % [68.6, 75.4]"
+    rng = np.random.default_rng(0)
+    one = rng.normal(0.5, 0.1, 400)
+    m, lo, hi = mean_interval(one)
+    assert m == pytest.approx(one.mean()) and lo < m < hi and hi - lo == pytest.approx(2 * 1.96 * 0.1 / 20, rel=0.2)
+    # Three seeds whose means differ: the mean is the mean of the seed means, and the interval widens
+    # beyond the within-seed sampling because seeds are resampled too.
+    values = np.concatenate([one, one + 0.2, one + 0.4])
+    seeds = np.repeat([0, 1, 2], 400)
+    m3, lo3, hi3 = mean_interval(values, seeds)
+    assert m3 == pytest.approx(one.mean() + 0.2)
+    assert hi3 - lo3 > 5 * (hi - lo)

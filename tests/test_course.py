@@ -222,3 +222,25 @@ def test_questions_only_site_holds_no_solution_text(tmp_path):
         assert 'class="exercise admonition"' in questions and "solution" not in questions.lower().replace(
             "sphinx_exercise", ""), page.name
         assert "Measured at the course size" in full and "Measured at the course size" not in questions
+
+
+def test_the_course_benchmark_finds_every_solution_and_every_stated_time():
+    """benchmarks/bench_course.py times each solution's code against the teacher page's time: both must parse."""
+    import importlib.util
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_course", ROOT / "benchmarks" / "bench_course.py")
+        bench = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(bench)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    exercises = [p for p in PAGES if re.match(r"\d\d_", p.name)]
+    for page in exercises:
+        code = bench.solution_code(page)
+        assert "from cascam.course import" in code, page.name
+        compile(code, page.name, "exec")
+    stated = bench.stated_seconds(ROOT / "course" / "teacher.md")
+    assert sorted(stated) == [int(p.name[:2]) for p in exercises]
+    assert all(seconds > 0 for seconds, _ in stated.values())

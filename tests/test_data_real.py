@@ -573,6 +573,10 @@ def test_load_artifact_folder_pairs_object_masks(tmp_path):
     data = load_artifact_folder(tmp_path / "f", object_masks_dir=masks)
     assert data.object_masks.shape == (8, 32, 32)
     assert data.object_masks.sum(dim=(1, 2)).tolist() == [4 * (k + 1) * 16 for k in range(8)]
+    for _ in range(2):  # decoded into memory-mapped files, then read back from them: the same masks
+        mapped = load_artifact_folder(tmp_path / "f", object_masks_dir=masks, memmap_dir=tmp_path / "cache")
+        assert torch.equal(mapped.object_masks, data.object_masks) and torch.equal(mapped.artifact_masks, data.artifact_masks)
+    assert load_artifact_folder(tmp_path / "f", memmap_dir=tmp_path / "cache").object_masks is None  # no trimaps asked
     (masks / "dog_5.png").unlink()
     with pytest.raises(FileNotFoundError, match="dog_5"):
         load_artifact_folder(tmp_path / "f", object_masks_dir=masks)
@@ -683,3 +687,31 @@ def test_explain_reads_the_pixels_training_read(tmp_path):
         bilinear = np.asarray(im.convert("RGB").resize((40, 40), Image.Resampling.BILINEAR))
     assert RESAMPLE == Image.Resampling.LANCZOS
     assert not np.array_equal(images[0].permute(1, 2, 0).numpy(), bilinear)
+
+
+def test_a_photo_folder_is_decoded_once_into_memory_mapped_files(tmp_path, monkeypatch):
+    import cascam.data.folder as folder
+
+    _write_artifact_folder(tmp_path / "f")
+    in_ram = load_artifact_folder(tmp_path / "f", size=32, only_with_original=True)
+    cache = tmp_path / "cache"
+    first = load_artifact_folder(tmp_path / "f", size=32, only_with_original=True, memmap_dir=cache)
+    assert torch.equal(first.images, in_ram.images) and torch.equal(first.clean_images, in_ram.clean_images)
+    assert torch.equal(first.artifact_masks, in_ram.artifact_masks) and first.labels.tolist() == in_ram.labels.tolist()
+    stored = np.load(first.meta["images_file"], mmap_mode="r")
+    assert isinstance(stored, np.memmap) and np.array_equal(stored, in_ram.images.numpy())
+    assert not [p for p in cache.iterdir() if p.name.startswith(".")]  # the staging folder is gone
+    assert isinstance(np.load(cache / Path(first.meta["images_file"]).name.replace("images", "boxes"), mmap_mode="r"),
+                      np.memmap)  # the box masks are mapped too: nothing of size N stays in anonymous memory
+
+    decoded = []
+    monkeypatch.setattr(folder, "read_image", lambda *a, **k: decoded.append(a) or pytest.fail("decoded again"))
+    again = load_artifact_folder(tmp_path / "f", size=32, only_with_original=True, memmap_dir=cache)
+    assert not decoded and torch.equal(again.images, in_ram.images) and torch.equal(again.clean_images, in_ram.clean_images)
+    again.images[0] = 0  # copy-on-write: the file keeps the photos
+    assert np.array_equal(np.load(first.meta["images_file"]), in_ram.images.numpy())
+
+    # another size or another subset is another decoding, not a stale one
+    monkeypatch.undo()
+    smaller = load_artifact_folder(tmp_path / "f", size=16, only_with_original=True, memmap_dir=cache)
+    assert smaller.images.shape[-1] == 16 and smaller.meta["images_file"] != first.meta["images_file"]

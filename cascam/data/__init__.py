@@ -17,7 +17,8 @@ def load_data(config: CascadeConfig, cache_dir=None) -> ImageData:
     """The image set a configuration names (``data``, ``data_path``, ``n_images``, ``image_size`` …).
 
     ``cache_dir``: where generated synthetic sets are kept (:mod:`cascam.data.cache`; the run store's
-    ``_data`` folder when a run loads them), so the same set is drawn once."""
+    ``_data`` folder when a run loads them), so the same set is drawn once; a photo folder is decoded
+    into memory-mapped files there once (``load_artifact_folder(memmap_dir=…)``)."""
     if config.data == "synthetic":
         from .cache import cached_synthetic
 
@@ -37,6 +38,7 @@ def load_data(config: CascadeConfig, cache_dir=None) -> ImageData:
             limit=config.n_images or None,
             seed=config.seed,
             only_with_original=config.only_with_original,
+            memmap_dir=cache_dir,
         )
     if config.data == "oxford":
         from .oxford import load_oxford_pets

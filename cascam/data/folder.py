@@ -122,6 +122,7 @@ def load_artifact_folder(
     only_with_original: bool = False,
     workers: int | None = None,
     names: Sequence[str] | None = None,
+    memmap_dir: str | os.PathLike | None = None,
 ) -> ImageData:
     """Load a folder of images with label-box artifacts (the ``artifacts.csv`` format).
 
@@ -153,6 +154,12 @@ def load_artifact_folder(
         only_with_original: keep only rows whose clean original exists (``has_original = 1``).
         workers: decoding threads (default: up to 8).
         names: keep only these images (file names as ``artifacts.csv`` lists them), in the csv's order.
+        memmap_dir: decode the photos (and originals) once into uint8 ``.npy`` files in this folder
+            (the run store's ``_data`` when a run loads them) and return tensors backed by those files,
+            memory-mapped copy-on-write: pages are read from disk as batches touch them, so resident
+            memory does not have to hold the data set, and a second load decodes nothing. The files
+            are named by a digest of the folder, its ``artifacts.csv``, the rows loaded and the size
+            (:func:`folder_key`); they are written to a temporary name and renamed when complete.
 
     Raises:
         FileNotFoundError: the folder, ``artifacts.csv``, the image folder, or a file the csv names
@@ -233,41 +240,68 @@ def load_artifact_folder(
     else:
         width = height = int(size)
 
-    images = np.empty((n, 3, height, width), dtype=np.uint8)
     load_clean = bool(has_original.all())
-    clean = np.empty_like(images) if load_clean else None
-
-    def load(i: int) -> None:
-        array = read_image(paths[i], None if size is None else (width, height))
-        if array.shape[:2] != (height, width):
-            raise ValueError(
-                f"image {paths[i]} is {array.shape[1]}×{array.shape[0]}, the first image {width}×{height}; "
-                f"pass size= to resize all images"
-            )
-        images[i] = array.transpose(2, 0, 1)
-        if clean is not None:
-            clean[i] = read_image(original_paths[i], (width, height)).transpose(2, 0, 1)
-
-    map_in_threads(load, n, workers)
-
     refs = _bbox_sets(table.columns)
-    artifact_masks = None
-    bbox_ref = None
+    bbox_ref = (width if (width == height and width in refs) else refs[-1]) if refs else None
+    shapes = {"images": ((n, 3, height, width), np.uint8)}
+    if load_clean:
+        shapes["clean"] = ((n, 3, height, width), np.uint8)
     if refs:
-        bbox_ref = width if (width == height and width in refs) else refs[-1]
-        boxes = _boxes_at(table, bbox_ref, width, height)
-        artifact_masks = np.zeros((n, height, width), dtype=np.bool_)
-        for i, (x0, y0, x1, y1) in enumerate(boxes):
-            artifact_masks[i, y0:y1, x0:x1] = True
-
-    object_masks = None
+        shapes["boxes"] = ((n, height, width), np.bool_)
     if mask_paths is not None:
-        object_masks = np.empty((n, height, width), dtype=np.bool_)
+        shapes["objects"] = ((n, height, width), np.bool_)
+    # Arrays to fill: in memory, or (memmap_dir) files staged under a private name. A complete earlier
+    # decoding of the same rows is mapped instead, and nothing is decoded.
+    arrays, stage, key = None, None, None
+    if memmap_dir is not None:
+        key = folder_key(csv_path, names, (height, width), only_with_original, object_masks_dir)
+        arrays = _open_decoded(Path(memmap_dir), key, shapes)
+        if arrays is None:
+            stage = Path(memmap_dir) / f".{key}.{os.getpid()}.{threading.get_ident()}"
+            stage.mkdir(parents=True, exist_ok=True)
+            fill = {part: np.lib.format.open_memmap(stage / f"{part}.npy", mode="w+", dtype=dtype, shape=shape)
+                    for part, (shape, dtype) in shapes.items()}
+    else:
+        fill = {part: np.empty(shape, dtype=dtype) for part, (shape, dtype) in shapes.items()}
 
-        def load_mask(i: int) -> None:
-            object_masks[i] = _read_foreground(mask_paths[i], (width, height))
+    if arrays is None:
+        images, clean = fill["images"], fill.get("clean")
 
-        map_in_threads(load_mask, n, workers)
+        def load(i: int) -> None:
+            array = read_image(paths[i], None if size is None else (width, height))
+            if array.shape[:2] != (height, width):
+                raise ValueError(
+                    f"image {paths[i]} is {array.shape[1]}×{array.shape[0]}, the first image {width}×{height}; "
+                    f"pass size= to resize all images"
+                )
+            images[i] = array.transpose(2, 0, 1)
+            if clean is not None:
+                clean[i] = read_image(original_paths[i], (width, height)).transpose(2, 0, 1)
+
+        map_in_threads(load, n, workers)
+        if "boxes" in fill:
+            boxes = fill["boxes"]
+            boxes[:] = False
+            for i, (x0, y0, x1, y1) in enumerate(_boxes_at(table, bbox_ref, width, height)):
+                boxes[i, y0:y1, x0:x1] = True
+        if "objects" in fill:
+            objects = fill["objects"]
+
+            def load_mask(i: int) -> None:
+                objects[i] = _read_foreground(mask_paths[i], (width, height))
+
+            map_in_threads(load_mask, n, workers)
+        arrays = fill
+        if stage is not None:  # publish the files, then use them mapped copy-on-write
+            for array in fill.values():
+                array.flush()
+            del fill, images, clean, arrays
+            _publish_decoded(stage, Path(memmap_dir), key, list(shapes))
+            arrays = _open_decoded(Path(memmap_dir), key, shapes)
+            if arrays is None:
+                raise OSError(f"memmap_dir: the decoded files of {root} could not be read back from {memmap_dir}")
+    images, clean = arrays["images"], arrays.get("clean")
+    artifact_masks, object_masks = arrays.get("boxes"), arrays.get("objects")
 
     return ImageData(
         images=torch.from_numpy(images),
@@ -286,8 +320,54 @@ def load_artifact_folder(
             "seed": seed,
             "with_original": [names[i] for i in np.flatnonzero(has_original)],
             "object_masks_dir": None if object_masks_dir is None else str(object_masks_dir),
+            "images_file": None if memmap_dir is None else str(Path(memmap_dir) / f"{key}.images.npy"),
         },
     )
+
+
+def folder_key(csv_path: Path, names: Sequence[str], size: tuple[int, int], only_with_original: bool = False,
+               object_masks_dir: str | os.PathLike | None = None) -> str:
+    """16 hex digits naming one decoding of a photo folder: its ``artifacts.csv`` (absolute path, size
+    and modification time), the rows loaded, the output size, the trimap folder and the Pillow version
+    (resampling)."""
+    import hashlib
+    import json
+
+    import PIL
+
+    stat = Path(csv_path).stat()
+    blob = {"csv": str(Path(csv_path).resolve()), "csv_size": stat.st_size, "csv_mtime_ns": stat.st_mtime_ns,
+            "names": hashlib.sha256("\n".join(names).encode()).hexdigest(), "size": list(size),
+            "only_with_original": bool(only_with_original), "pillow": PIL.__version__,
+            "object_masks_dir": None if object_masks_dir is None else str(Path(object_masks_dir).resolve())}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _open_decoded(folder: Path, key: str, shapes: dict) -> dict | None:
+    """The decoded arrays of ``key`` (one ``<key>.<part>.npy`` per part of ``shapes``) memory-mapped
+    copy-on-write, or None unless every part is there with its shape and type."""
+    if not (folder / f"{key}.images.npy").is_file():  # published last: without it the set is incomplete
+        return None
+    out = {}
+    for part, (shape, dtype) in shapes.items():
+        try:
+            array = np.load(folder / f"{key}.{part}.npy", mmap_mode="c")
+        except (OSError, ValueError):
+            return None
+        if array.shape != tuple(shape) or array.dtype != np.dtype(dtype):
+            return None
+        out[part] = array
+    return out
+
+
+def _publish_decoded(stage: Path, folder: Path, key: str, parts: list[str]) -> None:
+    """Rename the staged files to their final names, the images last: a reader that finds the images
+    file finds a complete set."""
+    import shutil
+
+    for part in sorted(parts, key=lambda p: p == "images"):
+        os.replace(stage / f"{part}.npy", folder / f"{key}.{part}.npy")
+    shutil.rmtree(stage, ignore_errors=True)
 
 
 class ArtifactFolderWriter:
