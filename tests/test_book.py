@@ -71,7 +71,7 @@ def test_tables_hold_numbers_not_nan(site):
         assert cells, "an empty table"
         assert not any(re.match(r"-?(nan|inf)\b", c.strip().lower()) for c in cells), "a NaN in a table"
         # A number, a percentage, or a number with its interval ("0.245 [0.21, 0.28]", "42.0 % [37.1, 46.9]").
-        number = r"-?\d[\d,]*(\.\d+)?(e-?\d+)?( ?%)?( \[-?[\d.]+, -?[\d.]+\])?"
+        number = r"[-−]?\d[\d,]*(\.\d+)?(e-?\d+)?( ?%)?( \[[-−]?[\d.]+, [-−]?[\d.]+\])?"  # − as well as -
         assert any(re.fullmatch(number, c.strip()) for c in cells), "no numbers in a table"
 
 
@@ -146,7 +146,7 @@ def test_the_benchmark_page_opens_with_its_setting_findings(site):
 def test_parameter_tables_say_which_runs_and_seeds_they_stand_on(site):
     text = _outputs(site / "05_parameters.html")
     # smoke: Table 6 and λ read Table 5's run (k_seeds), Tables 7–8 the grid over two seeds (grid_seeds)
-    assert re.search(r"Table 6\..*?Table 5's runs: its CasCAM row is K = 2 here", text, re.S)
+    assert re.search(r"Table 6\..*?Table 5[’']s runs: its CasCAM row is K = 2 here", text, re.S)  # MyST curls quotes
     assert re.search(r"Table 7\..*?16 validation images × 2 seeds", text, re.S)
     assert re.search(r"Table 7b\..*?the runs of Table 6", text, re.S)
 
