@@ -160,12 +160,12 @@ if study is not None:
 
 # %%
 if study is not None:
-    show_figure(plot_box_pointing(study), 1,
+    show_figure(plot_box_pointing(study), "P1",
                 f"Share of the {n_valid} validation photos whose plain CAM (model 1) peaks inside the label box, with 95 % "
                 "bootstrap intervals over photos; black ticks: the box's share of the frame, the rate of a map peaking "
                 "at a random pixel. Colour: the image size." + ("" if live else " Recorded run (see above)."),
                 name="real_photos_box_pointing")
-    show_table(format_study_table(study), 1,
+    show_table(format_study_table(study), "P1",
                "Model 1 per regime and image size: accuracy on the validation photos with the box and on their box-free "
                "originals (Wilson 95 % intervals), and where its CAM sits (bootstrap 95 % intervals over photos)."
                + ("" if live else " Recorded run, not recomputed in this build."),
@@ -228,7 +228,7 @@ if methods_table is not None:
         "map mass on the box": [energy_ci(r) for _, r in methods_table.iterrows()],
         "photos": methods_table["n"] if "n" in methods_table else n_valid,
     })
-    show_table(shown, 2, f"Box pointing and box energy per method on the validation photos ({cascade_note}); "
+    show_table(shown, "P2", f"Box pointing and box energy per method on the validation photos ({cascade_note}); "
                "95 % bootstrap intervals over photos.", name="real_photos_methods")
     acc = pd.DataFrame({
         "model k": models["model"],
@@ -237,7 +237,7 @@ if methods_table is not None:
         "accuracy on box-free originals": [with_ci(r, "valid_accuracy_clean") for _, r in models.iterrows()],
         "photos": models["n_valid"],
     })
-    show_table(acc, 3, "Each model of the cascade on the validation photos as it was trained on them (model k ≥ 2: "
+    show_table(acc, "P3", "Each model of the cascade on the validation photos as it was trained on them (model k ≥ 2: "
                "masked by the models before it), with their box, and on their box-free originals; Wilson 95 % "
                f"intervals ({cascade_note}).", name="real_photos_models")
     cas = methods_table.set_index("method")
@@ -276,7 +276,7 @@ elif (records / "pets_cpu_examples.csv").is_file():
 if peaks is None:
     display(Markdown("No recorded example figures."))
 else:
-    for number, name in zip((2, 3, 4, 5), PAPER_EXAMPLES):
+    for number, name in zip(("P2", "P3", "P4", "P5"), PAPER_EXAMPLES):
         stem = Path(name).stem
         if examples is not None:
             fig = examples[name]
