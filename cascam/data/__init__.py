@@ -32,12 +32,18 @@ def load_data(config: CascadeConfig, cache_dir=None) -> ImageData:
             version=config.benchmark_version,
         )
     if config.data == "folder":
+        from pathlib import Path
+
+        # A prepared folder's trimaps (data_scripts/prepare_oxford_pets.py writes trimaps/<stem>.png): the
+        # object masks, so the pages measure localisation on the animal (Table 5) as well as on the box.
+        trimaps = Path(config.data_path) / "trimaps"
         return load_artifact_folder(
             config.data_path,
             size=config.image_size,
             limit=config.n_images or None,
             seed=config.seed,
             only_with_original=config.only_with_original,
+            object_masks_dir=trimaps if trimaps.is_dir() and any(trimaps.glob("*.png")) else None,
             memmap_dir=cache_dir,
         )
     if config.data == "oxford":
