@@ -182,18 +182,22 @@ def readable(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def show_table(
-    frame: pd.DataFrame, number: int | str, caption: str, name: str | None = None, floatfmt: str | None = None
+    frame: pd.DataFrame, number: int | str, caption: str, name: str | None = None, floatfmt: str | None = None,
+    data: pd.DataFrame | None = None,
 ) -> None:
     """Display ``frame`` under the caption "Table N. …" (and the anchor ``table-N``), with a link to
     download it as CSV (also saved as ``tables/<name>.csv``, with the code names). Headers read as
     words (:func:`readable`), a plain 0..n−1 index is not shown, and numbers are shown by
-    :func:`format_number` unless ``floatfmt`` (e.g. ``"{:.1f}"``) is given. Returns nothing."""
+    :func:`format_number` unless ``floatfmt`` (e.g. ``"{:.1f}"``) is given. ``data``: the numbers
+    behind a table whose cells are text (``"72.0 % [68.6, 75.4]"``), saved and offered as the CSV
+    instead of ``frame``. Returns nothing."""
     from IPython.display import HTML, Markdown, display
 
     name = name or f"table{number}"
     out = pages_dir() / "tables" / f"{name}.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out)
+    csv = frame if data is None else data
+    csv.to_csv(out)
     display(HTML(f'<span id="{anchor_id("table", number)}"></span>'))
     display(Markdown(f"**Table {number}.** {caption}"))
     fmt = format_number if floatfmt is None else (lambda v: floatfmt.format(v))
@@ -203,7 +207,7 @@ def show_table(
     if plain:
         shown = shown.reset_index(drop=True)
     styled = shown.to_html(float_format=fmt, na_rep="—", classes="cascam-table", border=0, index=not plain)
-    display(HTML(styled + "<p>" + _csv_link(frame, f"{name}.csv") + "</p>"))
+    display(HTML(styled + "<p>" + _csv_link(csv, f"{name}.csv") + "</p>"))
 
 
 def record_result(
