@@ -25,6 +25,7 @@ from cascam.book import load_profile
 from cascam.bookkit import config_from_params
 from cascam.evaluate import METHOD_LABELS, evaluate
 from cascam.shortcut_study import (
+    RESNET18_SCRATCH,
     STUDY_REGIMES,
     STUDY_SIZES,
     choose_shortcut_regime,
@@ -44,6 +45,33 @@ def _commit() -> str:
         return "unknown"
 
 
+#: Regimes outside the default grid that ``--add`` can run, by short name.
+EXTRA_REGIMES = {"resnet18": RESNET18_SCRATCH}
+
+
+def add_regimes(spec: str, base, store, path: Path, provenance: dict) -> None:
+    """Train and measure each ``NAME@SIZE`` of ``spec`` and merge its row into the recorded table at ``path``."""
+    from cascam.shortcut_study import read_recorded
+
+    table, recorded = read_recorded(path) if path.exists() else (pd.DataFrame(), dict(provenance))
+    for item in spec.split(","):
+        name, _, size = item.strip().partition("@")
+        if name not in EXTRA_REGIMES or not size.isdigit():
+            raise SystemExit(f"--add: expected NAME@SIZE with NAME one of {', '.join(EXTRA_REGIMES)}; got {item!r}")
+        regime = EXTRA_REGIMES[name]
+        row = run_study(base, store, [regime], [int(size)]).iloc[0]
+        print(f"{regime.name} @ {size}: pointing {row['box_pointing']:.3f} energy {row['box_energy']:.3f} "
+              f"acc box {row['accuracy_box']:.3f} acc orig {row['accuracy_original']:.3f} "
+              f"({row['train_seconds']:.0f} s)", flush=True)
+        if len(table):
+            table = table[~((table["regime"] == regime.name) & (table["image_size"] == int(size)))]
+        table = pd.concat([table, row.to_frame().T], ignore_index=True)
+        recorded[f"added {name}@{size}"] = (
+            f"{regime.name} at {size} px on {provenance['date']}, commit {provenance['commit']}, {provenance['machine']}, "
+            f"python benchmarks/shortcut_study.py --data <oxford-pets-artifact> --add {item.strip()}")
+        write_recorded(path, table, recorded)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="the photo folder (artifacts.csv, with_artifact/, original/)")
@@ -57,6 +85,10 @@ def main() -> None:
     parser.add_argument("--examples", default=None,
                         help="methods for the paper's example photos (Figures 2-3 layout), comma-separated, "
                              "or 'all'; saved under <records>/figures/")
+    parser.add_argument("--add", default=None,
+                        help="run only these regimes outside the default grid, 'NAME@SIZE' comma-separated "
+                             f"(NAME one of {', '.join(EXTRA_REGIMES)}), and merge their rows into the recorded "
+                             "study table (rows of the same regime and size are replaced)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     store, records = RunStore(args.store), Path(args.records)
@@ -83,6 +115,9 @@ def main() -> None:
               f"acc orig {row['accuracy_original']:.3f} ({row['train_seconds']:.0f} s)", flush=True)
         write_recorded(records / "shortcut_study.csv", pd.DataFrame(rows), provenance)
 
+    if args.add:
+        add_regimes(args.add, base, store, records / "shortcut_study.csv", provenance)
+        return
     table = run_study(base, store, STUDY_REGIMES, STUDY_SIZES, on_row=save)
     if args.no_cascade:
         return
