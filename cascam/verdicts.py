@@ -94,9 +94,16 @@ class Evidence:
     n_seeds: int
     claimed: str = "greater"
     unit: str = "images"
+    rate: bool = False  # a 0/1 per image (pointing game, detected): the mean is a share, shown in pp
 
-    def text(self, scale: float = 1.0, unit: str = "", digits: int = 3) -> str:
-        """``"CasCAM − CAM, pointing game: +12.3 [5.1, 19.0] %; 400 images × 3 seeds"``."""
+    def text(self, scale: float | None = None, unit: str | None = None, digits: int = 3) -> str:
+        """``"CasCAM − CAM, pointing game: +12.3 [5.1, 19.0] pp; 400 images × 3 seeds"``.
+
+        A :attr:`rate` (a share of images) is shown in percentage points (``scale`` 100, ``unit`` " pp"),
+        like the tables that show it in %; other metrics as they are. ``scale``/``unit`` override.
+        """
+        scale = (100.0 if self.rate else 1.0) if scale is None else scale
+        unit = (" pp" if self.rate else "") if unit is None else unit
 
         def f(v: float, sign: bool = False) -> str:
             if not math.isfinite(v):
@@ -223,9 +230,13 @@ def paired_verdict(
 ) -> Verdict:
     """The verdict of the claim "mean of ``a`` is greater (``claimed="greater"``) / less than that of
     ``b``" on paired images (or other paired units, named by ``unit``), with its :class:`Evidence`.
-    See :func:`paired_interval`."""
+    See :func:`paired_interval`. When every value is 0 or 1 (a per-image hit) the evidence is a
+    :attr:`Evidence.rate`, shown in percentage points."""
     diff, low, high, n, s = paired_interval(a, b, seeds, n_boot=n_boot, level=level, seed=seed)
-    ev = Evidence(compared, metric, diff, low, high, level, n, s, claimed, unit)
+    values = np.concatenate([_aligned(a, "a"), _aligned(b, "b")])
+    values = values[~np.isnan(values)]
+    rate = bool(values.size) and bool(np.isin(values, (0.0, 1.0)).all())
+    ev = Evidence(compared, metric, diff, low, high, level, n, s, claimed, unit, rate)
     return Verdict(verdict_of_interval(low, high, claimed), (ev,))
 
 

@@ -105,10 +105,17 @@ def test_pause_point_holds_the_run_until_released(tmp_path):
     assert load_record(run_dir, K=2).is_complete
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, sig):
-    reference = _run(tmp_path / "ref")
+@pytest.fixture(scope="module")
+def uninterrupted_run(tmp_path_factory) -> Path:
+    """The store of one uninterrupted run of the configuration the kill tests interrupt (made once)."""
+    store = tmp_path_factory.mktemp("ref")
+    reference = _run(store)
     assert reference.wait(timeout=600) == 0, reference.stderr.read()[-2000:]
+    return store
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, sig, uninterrupted_run):
     flag = tmp_path / "paused"
     proc = _run(tmp_path / "killed", env={PAUSE_ENV: f"1:{flag}"})
     wait_for_pause(proc, flag)  # iteration 1 is saved, iteration 2 has not started
@@ -130,7 +137,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, sig):
     resumed = _run(tmp_path / "killed")  # without the pause point
     out, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err[-2000:]
-    (ref_dir,) = [p.parent for p in (tmp_path / "ref").glob("*/config.yaml")]  # the run, not the data cache
+    (ref_dir,) = [p.parent for p in uninterrupted_run.glob("*/config.yaml")]  # the run, not the data cache
     assert ref_dir.name == run_dir.name
     ref, res = load_record(ref_dir, K=3), load_record(run_dir, K=3)
     assert res.is_complete

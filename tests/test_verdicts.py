@@ -116,6 +116,17 @@ def test_evidence_text_names_difference_interval_and_sample():
     text = v.text(scale=100, unit=" pp")
     assert text == "CasCAM − CAM, pointing game: +12.3 [12.3, 12.3] pp; 40 images, 1 seed"
     assert v.to_dict()["evidence"][0]["n_images"] == 40
+    assert v.text() == "CasCAM − CAM, pointing game: +0.123 [0.123, 0.123]; 40 images, 1 seed"  # not a 0/1 metric
+
+
+def test_a_difference_of_hit_rates_reads_in_percentage_points_like_the_tables():
+    a = np.r_[np.ones(30), np.zeros(10)]  # 75 % of the images hit
+    b = np.r_[np.ones(20), np.zeros(20)]  # 50 %
+    v = paired_verdict(a, b, metric="pointing game", compared="CasCAM − CAM")
+    assert v.evidence[0].rate and v.to_dict()["evidence"][0]["rate"] is True
+    assert v.text().startswith("CasCAM − CAM, pointing game: +25 [") and "] pp; 40 images, 1 seed" in v.text()
+    assert v.text(scale=1, unit="").startswith("CasCAM − CAM, pointing game: +0.25 [")  # an explicit scale wins
+    assert not paired_verdict(a * 0.5, b, metric="energy", compared="x − y").evidence[0].rate
 
 
 def test_rises_along_tests_each_consecutive_pair_on_the_same_images():

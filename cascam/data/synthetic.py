@@ -747,6 +747,81 @@ def _render_one_v2(
 # Public API.
 
 
+#: Images per task when the drawing runs in worker processes (small enough that a chunk in flight costs
+#: little memory even at 224 px).
+_CHUNK = 128
+
+
+def generation_workers(n: int) -> int:
+    """Worker processes for drawing ``n`` images: ``$CASCAM_GEN_WORKERS`` if set, else one per CPU core
+    (at most 4) from 512 images on, else 1 (starting processes would cost more than it saves)."""
+    import os
+
+    env = os.environ.get("CASCAM_GEN_WORKERS")
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"CASCAM_GEN_WORKERS: expected a positive integer; got {env!r}")
+        return int(env)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(cores, 4) if n >= 512 else 1
+
+
+def _draw_range(task: tuple, first: int, count: int) -> dict:
+    """Images ``first .. first + count − 1`` of the stream ``task`` describes, as arrays (the body of
+    :func:`generate_synthetic`; image i depends only on the seed and i, so ranges can be drawn anywhere)."""
+    seed, size, variant, cat_fraction, box_side, stamp_side, version, artifact = task
+    render = _render_one if version == 1 else _render_one_v2
+    part_names = PART_NAMES if version == 1 else PART_NAMES_V2
+    images = np.zeros((count, size, size, 3), np.uint8)
+    clean = np.zeros((count, size, size, 3), np.uint8)
+    labels = np.zeros(count, np.int64)
+    parts = {name: np.zeros((count, size, size), bool) for name in part_names}
+    for i in range(count):
+        item = render(seed, first + i, size, variant, cat_fraction, box_side, stamp_side)
+        labels[i] = item["label"]
+        clean[i] = item["clean"]
+        animals = item["animals"]
+        if artifact:
+            images[i], artifact2 = _add_artifacts(item, box_side, stamp_side)
+            covered = item["artifact1"] | artifact2
+            parts["artifact1"][i] = item["artifact1"]
+            parts["artifact2"][i] = artifact2
+        else:
+            images[i] = item["clean"]
+            covered = np.zeros((size, size), bool)
+        if version == 1:
+            parts["object1"][i] = animals[0] & ~covered
+            if len(animals) > 1:
+                parts["object2"][i] = animals[1] & ~covered
+        else:
+            parts["object1"][i] = animals[0]
+            parts["object1_visible"][i] = animals[0] & ~covered
+            if len(animals) > 1:
+                parts["object2"][i] = animals[1]
+            for k, name in enumerate(_ANIMAL_PARTS, start=1):
+                parts[name][i] = item["part_map"] == k
+    return {"images": images, "clean": clean, "labels": labels, "parts": parts}
+
+
+def _draw_task(args: tuple) -> dict:
+    return _draw_range(*args)
+
+
+def _draw_chunks(task: tuple, start: int, n: int):
+    """``(offset, arrays)`` for consecutive ranges covering images ``start .. start + n − 1``, drawn in
+    :func:`generation_workers` forked processes when that is more than one (same arrays either way)."""
+    import multiprocessing as mp
+
+    offsets = list(range(0, n, _CHUNK))
+    jobs = [(task, start + lo, min(_CHUNK, n - lo)) for lo in offsets]
+    workers = generation_workers(n)
+    if workers <= 1 or len(jobs) <= 1 or "fork" not in mp.get_all_start_methods():
+        yield from ((lo, _draw_task(job)) for lo, job in zip(offsets, jobs, strict=True))
+        return
+    with mp.get_context("fork").Pool(min(workers, len(jobs))) as pool:
+        yield from zip(offsets, pool.imap(_draw_task, jobs), strict=True)
+
+
 def generate_synthetic(
     n: int,
     *,
@@ -809,39 +884,19 @@ def generate_synthetic(
         raise ValueError(f"box_fraction must lie in (0, 0.5]; got {box_fraction}")
     box_side = max(6, round(box_fraction * size)) if version == 1 else max(3, round(box_fraction * size))
     stamp_side = max(5, round(_STAMP_FRACTION * size))
-    render = _render_one if version == 1 else _render_one_v2
     part_names = PART_NAMES if version == 1 else PART_NAMES_V2
-
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        raise ValueError(f"start must be an integer ≥ 0; got {start!r}")
     images = np.zeros((n, size, size, 3), np.uint8)
     clean = np.zeros((n, size, size, 3), np.uint8)
     labels = np.zeros(n, np.int64)
     parts = {name: np.zeros((n, size, size), bool) for name in part_names}
-    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
-        raise ValueError(f"start must be an integer ≥ 0; got {start!r}")
-    for i in range(n):
-        item = render(seed, start + i, size, variant, cat_fraction, box_side, stamp_side)
-        labels[i] = item["label"]
-        clean[i] = item["clean"]
-        animals = item["animals"]
-        if artifact:
-            images[i], artifact2 = _add_artifacts(item, box_side, stamp_side)
-            covered = item["artifact1"] | artifact2
-            parts["artifact1"][i] = item["artifact1"]
-            parts["artifact2"][i] = artifact2
-        else:
-            images[i] = item["clean"]
-            covered = np.zeros((size, size), bool)
-        if version == 1:
-            parts["object1"][i] = animals[0] & ~covered
-            if len(animals) > 1:
-                parts["object2"][i] = animals[1] & ~covered
-        else:
-            parts["object1"][i] = animals[0]
-            parts["object1_visible"][i] = animals[0] & ~covered
-            if len(animals) > 1:
-                parts["object2"][i] = animals[1]
-            for k, name in enumerate(_ANIMAL_PARTS, start=1):
-                parts[name][i] = item["part_map"] == k
+    task = (seed, size, variant, cat_fraction, box_side, stamp_side, version, artifact)
+    for lo, chunk in _draw_chunks(task, start, n):
+        hi = lo + len(chunk["labels"])
+        images[lo:hi], clean[lo:hi], labels[lo:hi] = chunk["images"], chunk["clean"], chunk["labels"]
+        for name in part_names:
+            parts[name][lo:hi] = chunk["parts"][name]
 
     def to_chw(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a).permute(0, 3, 1, 2).contiguous()
