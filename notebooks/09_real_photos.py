@@ -115,7 +115,10 @@ else:
         "The numbers below are **recorded, not recomputed in this build**: this build has no photo folder "
         f"(`data_path` is not set). They were recorded on {provenance.get('date', '?')} at commit "
         f"`{provenance.get('commit', '?')}` ({provenance.get('machine', '?')}) with `{provenance.get('command', '?')}`; "
-        f"photos: {provenance.get('photos', '?')}. To recompute them, run `{RECOMPUTE}`, or build the book with "
+        f"photos: {provenance.get('photos', '?')}."
+        + "".join(" Added later: " + re.sub(r"(python .*)$", r"`\1`", v) + "."  # the command as code
+                  for k, v in provenance.items() if k.startswith("added "))
+        + f" To recompute them, run `{RECOMPUTE}`, or build the book with "
         "`cascam book --profile pets-cpu --set data_path=/path/to/oxford-pets-artifact`."))
 
 # %%
@@ -175,9 +178,10 @@ if study is not None:
 # %% [markdown]
 # How to read it: a model that has learnt the animal keeps its accuracy on the box-free originals,
 # and its CAM peaks on the box rarely — about as often as the box's share of the frame, or less.
-# A model that reads the box keeps its accuracy with the box, loses it on the originals, and its CAM
-# peaks on the box. The paper's setting needs the second kind: CasCAM is meant to mask the box and
-# let later models find the animal.
+# A model that reads the box keeps its accuracy with the box and loses it on the originals; its CAM
+# peaks on the box when the CAM's cells are fine enough to resolve it (ResNet-18's 4 × 4 grid at
+# 128 px is not: see "Against the paper" below). The paper's setting needs the second kind: CasCAM
+# is meant to mask the box and let later models find the animal.
 
 # %% [markdown]
 # ## The `pets-cpu` cascade
