@@ -21,10 +21,10 @@
 # `fine_tune` does (one epoch frozen, then unfrozen, the authors' schedule), or fully fine-tuned from
 # the first step; and networks without any pretraining (the small CNN of the synthetic benchmark, and
 # ResNet-18 without weights). Every regime runs at 128 px, the cheaper ones also at 96 px, and the
-# linear probe at 224 px, the photos' own size (the grid `cascam.shortcut_study.STUDY_REGIMES`, plus
-# ResNet-18 at 128 px added with `benchmarks/shortcut_study.py --add resnet18@128`; the other regimes
-# at 224 px did not fit the one-CPU-thread budget of the recorded run). For each it measures where
-# plain CAM peaks on the validation photos:
+# linear probe at 224 px, the photos' own size (the grid `cascam.shortcut_study.STUDY_REGIMES`;
+# ResNet-18, at 128 px only, was recorded later with `benchmarks/shortcut_study.py --add resnet18@128`;
+# the other regimes at 224 px did not fit the one-CPU-thread budget of the recorded run). For each it
+# measures where plain CAM peaks on the validation photos:
 #
 # - **box pointing**: the share of photos whose CAM maximum lies inside the box, with a 95 % bootstrap
 #   interval over photos, beside the box's share of the frame (what a map peaking at a random pixel
