@@ -809,13 +809,16 @@ def _draw_task(args: tuple) -> dict:
 
 def _draw_chunks(task: tuple, start: int, n: int):
     """``(offset, arrays)`` for consecutive ranges covering images ``start .. start + n − 1``, drawn in
-    :func:`generation_workers` forked processes when that is more than one (same arrays either way)."""
+    :func:`generation_workers` forked processes when that is more than one and the system is Linux
+    (the same arrays either way)."""
     import multiprocessing as mp
+    import sys
 
     offsets = list(range(0, n, _CHUNK))
     jobs = [(task, start + lo, min(_CHUNK, n - lo)) for lo in offsets]
     workers = generation_workers(n)
-    if workers <= 1 or len(jobs) <= 1 or "fork" not in mp.get_all_start_methods():
+    # fork only on Linux: on macOS forking a process that has loaded system frameworks is unsafe
+    if workers <= 1 or len(jobs) <= 1 or not sys.platform.startswith("linux"):
         yield from ((lo, _draw_task(job)) for lo, job in zip(offsets, jobs, strict=True))
         return
     with mp.get_context("fork").Pool(min(workers, len(jobs))) as pool:
