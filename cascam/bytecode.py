@@ -14,6 +14,7 @@ import importlib
 import pkgutil
 import sys
 import time
+import warnings
 
 #: Packages the book's kernels, its site build, the CLI and the tests import, beyond ``cascam`` itself.
 USED = (
@@ -32,11 +33,13 @@ def main() -> int:
 
     names = [m.name for m in pkgutil.walk_packages(cascam.__path__, "cascam.")] + list(USED)
     failed = []
-    for name in names:
-        try:
-            importlib.import_module(name)
-        except Exception as exc:  # an optional package missing is not an install failure
-            failed.append(f"{name} ({type(exc).__name__})")
+    with warnings.catch_warnings():  # what a package says on import (tqdm.auto without ipywidgets) is not news here
+        warnings.simplefilter("ignore")
+        for name in names:
+            try:
+                importlib.import_module(name)
+            except Exception as exc:  # an optional package missing is not an install failure
+                failed.append(f"{name} ({type(exc).__name__})")
     print(f"bytecode: {len(names) - len(failed)} modules and what they import, {time.perf_counter() - t0:.0f} s"
           + (f"; not importable: {', '.join(failed)}" if failed else ""))
     return 0
