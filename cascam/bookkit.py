@@ -78,25 +78,73 @@ def paper_values() -> dict:
 
 
 def show_figure(fig, number: int | str, caption: str, name: str | None = None) -> None:
-    """Display ``fig`` with the caption "Figure N. …" (and the anchor ``figure-N``) and save it as
-    ``figures/<name>.png`` next to the pages. Returns nothing, so a call that ends a cell prints nothing."""
+    """Display ``fig`` as a numbered figure, "Figure N. …", and save it as ``figures/<name>.png`` next to
+    the pages. Returns nothing, so a call that ends a cell prints nothing.
+
+    The output is one bundle of two renderings of the same figure:
+
+    - ``text/markdown``: a MyST ``{figure}`` directive with the label ``figure-N`` (``name:``), which the
+      book renders (``nb_render_markdown_format: myst`` and the markdown-first priority in
+      ``_config.yml``), so that the figure is a Sphinx target: ``{ref}`figure-2``` links to it from any
+      page, and its HTML id is ``figure-2``;
+    - ``text/html``: the PNG inline and its caption, which Jupyter shows when a reader opens the
+      executed notebook (Jupyter prefers HTML to Markdown).
+    """
     import matplotlib.pyplot as plt
-    from IPython.display import HTML, Image, Markdown, display
+    from IPython.display import display
 
     name = name or f"figure{number}"
     out = pages_dir() / "figures" / f"{name}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110, bbox_inches="tight")
     plt.close(fig)
-    display(HTML(f'<span id="{anchor_id("figure", number)}"></span>'))
-    display(Image(filename=str(out)))
-    display(Markdown(f"**Figure {number}.** {caption}"))
+    display(figure_bundle(out, number, caption), raw=True)
+
+
+def figure_bundle(png: Path, number: int | str, caption: str) -> dict:
+    """The display bundle of :func:`show_figure`: a MyST ``{figure}`` directive labelled
+    ``figure-N`` that points at ``figures/<png name>`` (relative to the pages, where the book's
+    notebooks are), and an HTML fallback with the image inline."""
+    import html
+
+    label = anchor_id("figure", number)
+    text = f"**Figure {number}.** {caption}"
+    myst = f":::{{figure}} figures/{png.name}\n:name: {label}\n:width: 100%\n\n{text}\n:::\n"
+    data = base64.b64encode(png.read_bytes()).decode()
+    fallback = (f'<figure id="{label}"><img src="data:image/png;base64,{data}" style="max-width:100%"/>'
+                f"<figcaption><b>Figure {html.escape(str(number))}.</b> {html.escape(caption)}</figcaption></figure>")
+    return {"text/markdown": myst, "text/html": fallback, "text/plain": f"Figure {number}. {caption}"}
+
+
+def caption_bundle(kind: str, number: int | str, caption: str) -> dict:
+    """A table's caption, "Table N. …", as a display bundle: in ``text/markdown`` preceded by the MyST
+    label ``(table-N)=``, which makes it a Sphinx target (``{ref}`Table 5 <table-5>```) with the HTML id
+    ``table-N``; in ``text/html`` the caption alone, for Jupyter."""
+    import html
+
+    label = anchor_id(kind, number)
+    word = kind.capitalize()
+    return {
+        "text/markdown": f"({label})=\n**{word} {number}.** {caption}\n",
+        "text/html": f'<p id="{label}"><b>{word} {html.escape(str(number))}.</b> {html.escape(caption)}</p>',
+        "text/plain": f"{word} {number}. {caption}",
+    }
 
 
 def anchor_id(kind: str, number: int | str) -> str:
-    """The HTML id of a numbered figure or table on its page: ``figure-2``, ``table-5``, ``table-5b``
-    (the landing page links to ``<page>.html#<id>``)."""
-    return f"{kind}-{str(number).strip().lower().replace(' ', '-')}"
+    """The label (and HTML id) of a numbered figure or table on its page: ``figure-2``, ``table-5``,
+    ``table-5b``, ``table-6-8-grid`` for "6–8 grid" (the landing page links to ``<page>.html#<id>``).
+
+    Spelled as docutils spells an id (lower-case ASCII letters, digits and single hyphens), so that the
+    Sphinx label and the id it gives the element are the same string.
+
+    Example:
+        >>> anchor_id("table", "6–8 grid"), anchor_id("figure", "S4")
+        ('table-6-8-grid', 'figure-s4')
+    """
+    from docutils.nodes import make_id
+
+    return make_id(f"{kind}-{number}".replace("–", "-").replace("—", "-"))
 
 
 def _csv_link(frame: pd.DataFrame, filename: str) -> str:
@@ -185,21 +233,20 @@ def show_table(
     frame: pd.DataFrame, number: int | str, caption: str, name: str | None = None, floatfmt: str | None = None,
     data: pd.DataFrame | None = None,
 ) -> None:
-    """Display ``frame`` under the caption "Table N. …" (and the anchor ``table-N``), with a link to
+    """Display ``frame`` under the caption "Table N. …" (labelled ``table-N``: :func:`caption_bundle`), with a link to
     download it as CSV (also saved as ``tables/<name>.csv``, with the code names). Headers read as
     words (:func:`readable`), a plain 0..n−1 index is not shown, and numbers are shown by
     :func:`format_number` unless ``floatfmt`` (e.g. ``"{:.1f}"``) is given. ``data``: the numbers
     behind a table whose cells are text (``"72.0 % [68.6, 75.4]"``), saved and offered as the CSV
     instead of ``frame``. Returns nothing."""
-    from IPython.display import HTML, Markdown, display
+    from IPython.display import HTML, display
 
     name = name or f"table{number}"
     out = pages_dir() / "tables" / f"{name}.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     csv = frame if data is None else data
     csv.to_csv(out)
-    display(HTML(f'<span id="{anchor_id("table", number)}"></span>'))
-    display(Markdown(f"**Table {number}.** {caption}"))
+    display(caption_bundle("table", number, caption), raw=True)
     fmt = format_number if floatfmt is None else (lambda v: floatfmt.format(v))
     shown = readable(frame)
     # A plain 0..n−1 index says nothing; a named one (pandas makes "iteration" 1..K a RangeIndex too) is shown.

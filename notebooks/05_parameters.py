@@ -72,6 +72,7 @@ from IPython.display import Markdown, display
 
 from cascam import run_cascade
 from cascam.bookkit import (
+    anchor_id,
     config_from_params,
     interval_text,
     paper_values,
@@ -296,7 +297,7 @@ if has_objects:
     )
     record_result("Grid", profile=profile, ours=f"CasCAM beats all baselines on all 4 metrics in {100 * share:.0f} % of "
                   f"configurations at K = {base.K} (means)", paper="23 of 23 configurations", claim=PAPER["claims"]["grid"],
-                  verdict=verdict, page="05_parameters", anchor="table-6–8-grid")
+                  verdict=verdict, page="05_parameters", anchor=anchor_id("table", "6–8 grid"))
 
 # %% [markdown]
 # ## Figure 6: progressively masked inputs

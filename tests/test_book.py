@@ -105,6 +105,30 @@ def test_landing_page_gives_verdicts_with_evidence_and_links_to_anchors(site):
         assert re.search(rf'href="[0-9a-z_]+\.html#table-{n}"', index), f"no link to Table {n}"
 
 
+def test_every_paper_figure_and_table_is_a_sphinx_label(site):
+    """figure-1..8 and table-5..13 are in the site's Sphinx inventory (so `{ref}` resolves them), each on
+    the page the landing page links to; figures are real <figure> elements made by the {figure}
+    directive; no MyST syntax is left unparsed on any page."""
+    from sphinx.util.inventory import InventoryFile
+
+    with open(site / "objects.inv", "rb") as fh:
+        labels = InventoryFile.load(fh, "", lambda base, uri: uri)["std:label"]
+    index = (site / "index.html").read_text()
+    for name in [f"figure-{n}" for n in range(1, 9)] + [f"table-{n}" for n in range(5, 14)]:
+        assert name in labels, f"{name} is not a Sphinx label"
+        uri = labels[name][2]
+        assert uri.endswith(f"#{name}"), uri
+        assert f'href="{uri}"' in index, f"the landing page does not link to {uri}"
+        if name.startswith("figure"):
+            page = (site / uri.split("#")[0]).read_text()
+            assert re.search(rf'<figure[^>]*id="{name}"', page), f"{name} is not a <figure>"
+    rerun = (site / "rerun.html").read_text()  # book/rerun.md cross-references with {ref}
+    assert f'href="{labels["figure-2"][2]}"' in rerun and f'href="{labels["table-5"][2]}"' in rerun
+    for page in site.glob("*.html"):
+        text = page.read_text(errors="replace")
+        assert ":::{figure}" not in text and ")=\n<strong>" not in text, f"unparsed MyST on {page.name}"
+
+
 def _outputs(page: Path) -> str:
     """The text of a page's cell outputs (what a reader sees below the folded code), tags removed."""
     import html as html_lib

@@ -92,12 +92,59 @@ def test_a_named_index_is_shown_and_a_plain_one_is_not(tmp_path, monkeypatch):
 
     monkeypatch.setenv("CASCAM_BOOK_ROOT", str(tmp_path))
     shown = []
-    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(getattr(obj, "data", str(obj))))
+    monkeypatch.setattr("IPython.display.display", lambda obj, **kw: shown.append(getattr(obj, "data", obj)))
     named = pd.DataFrame({"iteration": [1, 2, 3], "epochs_run": [6, 6, 5]}).set_index("iteration")
     bookkit.show_table(named, "T1", "named")
     assert "<th>iteration</th>" in shown[-1]
     bookkit.show_table(pd.DataFrame({"epochs_run": [6, 6, 5]}), "T2", "plain")
     assert "<th>0</th>" not in shown[-1] and "<tbody>" in shown[-1]
+
+
+def test_figures_and_table_captions_are_myst_targets_with_a_jupyter_fallback(tmp_path, monkeypatch):
+    """show_figure's Markdown is a MyST {figure} directive labelled figure-N pointing at the saved PNG;
+    show_table's caption carries the label (table-N)=; both also carry HTML for Jupyter."""
+    import base64
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from cascam import bookkit
+
+    (tmp_path / "_config.yml").write_text("title: test\n")
+    monkeypatch.setenv("CASCAM_BOOK_ROOT", str(tmp_path))
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj, **kw: shown.append((obj, kw)))
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    bookkit.show_figure(fig, "2b", "Two *cats*.", name="figure2b")
+    (bundle, kw), = shown
+    assert kw == {"raw": True}
+    png = tmp_path / "book" / "_build" / "pages" / "figures" / "figure2b.png"
+    assert png.exists()
+    assert bundle["text/markdown"].splitlines()[:2] == [":::{figure} figures/figure2b.png", ":name: figure-2b"]
+    assert "**Figure 2b.** Two *cats*." in bundle["text/markdown"] and bundle["text/markdown"].rstrip().endswith(":::")
+    assert base64.b64encode(png.read_bytes()).decode() in bundle["text/html"]
+    shown.clear()
+    bookkit.show_table(pd.DataFrame({"a": [1.0]}), 5, "The headline.")
+    caption = shown[0][0]
+    assert caption["text/markdown"] == "(table-5)=\n**Table 5.** The headline.\n"
+    assert 'id="table-5"' in caption["text/html"]
+
+
+def test_the_book_renders_markdown_outputs_as_myst_and_prefers_them():
+    """The labels above only become Sphinx targets if the book parses displayed Markdown as MyST and
+    picks it over the HTML fallback."""
+    import yaml
+
+    from cascam.book import repo_root
+
+    config = yaml.safe_load((repo_root() / "_config.yml").read_text())["sphinx"]["config"]
+    assert config["nb_render_markdown_format"] == "myst"
+    (builder, mime, rank), = config["nb_mime_priority_overrides"]
+    assert (builder, mime) == ("html", "text/markdown") and rank < 30  # myst-nb ranks text/html 30
 
 
 def test_the_findings_box_folds_a_long_list_of_comparisons(tmp_path, monkeypatch):
