@@ -83,6 +83,28 @@ def test_drawing_in_worker_processes_gives_the_same_images_as_one_process(monkey
         generate_synthetic(300, size=32)
 
 
+def test_the_images_are_never_held_twice_while_drawing(monkeypatch):
+    """Peak memory while drawing stays within one chunk of the data it returns: the images and the
+    clean originals are drawn into channels-first arrays, never into a channels-last array that is
+    then copied (which held both layouts at once: 2 × N × 3 × H × W bytes above the data)."""
+    import tracemalloc
+
+    import cascam.data.synthetic as synthetic
+
+    monkeypatch.setenv("CASCAM_GEN_WORKERS", "1")  # numpy's allocations in this process, traced
+    monkeypatch.setattr(synthetic, "_CHUNK", 32)  # a chunk's own working memory: 1/32 of the data
+    tracemalloc.start()
+    try:
+        data = generate_synthetic(1024, size=16, seed=5)
+        retained, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    one_array = data.images.numpy().nbytes  # 1024 × 3 × 16 × 16 bytes = 768 KiB
+    assert retained >= 2 * one_array  # the images and the clean originals are alive
+    assert data.images.is_contiguous() and data.clean_images.is_contiguous()
+    assert peak - retained < one_array, f"drawing peaked {(peak - retained) / one_array:.2f} image arrays above its data"
+
+
 def test_version_is_validated():
     with pytest.raises(ValueError, match="version"):
         generate_synthetic(2, version=3)

@@ -890,28 +890,30 @@ def generate_synthetic(
     part_names = PART_NAMES if version == 1 else PART_NAMES_V2
     if isinstance(start, bool) or not isinstance(start, int) or start < 0:
         raise ValueError(f"start must be an integer ≥ 0; got {start!r}")
-    images = np.zeros((n, size, size, 3), np.uint8)
-    clean = np.zeros((n, size, size, 3), np.uint8)
+    # Channels-first from the start: chunks (drawn channels-last) are transposed into place, so the
+    # images are never held twice (a channels-last array plus its channels-first copy doubled the
+    # generator's peak memory: 18.4 GB for 16,000 images at 224 px whose data take 13.7 GB).
+    images = np.zeros((n, 3, size, size), np.uint8)
+    clean = np.zeros((n, 3, size, size), np.uint8)
     labels = np.zeros(n, np.int64)
     parts = {name: np.zeros((n, size, size), bool) for name in part_names}
     task = (seed, size, variant, cat_fraction, box_side, stamp_side, version, artifact)
     for lo, chunk in _draw_chunks(task, start, n):
         hi = lo + len(chunk["labels"])
-        images[lo:hi], clean[lo:hi], labels[lo:hi] = chunk["images"], chunk["clean"], chunk["labels"]
+        images[lo:hi] = chunk["images"].transpose(0, 3, 1, 2)
+        clean[lo:hi] = chunk["clean"].transpose(0, 3, 1, 2)
+        labels[lo:hi] = chunk["labels"]
         for name in part_names:
             parts[name][lo:hi] = chunk["parts"][name]
-
-    def to_chw(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(a).permute(0, 3, 1, 2).contiguous()
 
     part_tensors = {k: torch.from_numpy(v) for k, v in parts.items()}
     prefix = "" if version == 1 else f"v{version}-"
     return ImageData(
-        images=to_chw(images),
+        images=torch.from_numpy(images),
         labels=torch.from_numpy(labels),
         object_masks=part_tensors["object1"] | part_tensors["object2"],
         artifact_masks=part_tensors["artifact1"] | part_tensors["artifact2"],
-        clean_images=to_chw(clean),
+        clean_images=torch.from_numpy(clean),
         parts=part_tensors,
         names=[f"{prefix}{variant}-s{seed}-{i:05d}" for i in range(start, start + n)],
         class_names=CLASS_NAMES,
