@@ -343,6 +343,9 @@ def build_book(
             "--path-output", str(root / "book"), "-q",
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
+        # Sphinx's warnings (a duplicate or undefined label, a missing image) are kept for the reader
+        # and the site tests: book/_build/build.log.
+        (root / "book" / "_build" / "build.log").write_text(proc.stdout + proc.stderr)
         if proc.returncode != 0 or not site.exists():
             raise RuntimeError(f"book: jupyter-book build failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
         dedupe_inline_scripts(site.parent)

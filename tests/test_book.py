@@ -122,6 +122,9 @@ def test_every_paper_figure_and_table_is_a_sphinx_label(site):
         if name.startswith("figure"):
             page = (site / uri.split("#")[0]).read_text()
             assert re.search(rf'<figure[^>]*id="{name}"', page), f"{name} is not a <figure>"
+    log = (site.parent / "build.log").read_text().lower()  # Sphinx's warnings: labels unique, {ref}s found
+    for warning in ("duplicate label", "duplicate explicit target name", "undefined label", "image file not readable"):
+        assert warning not in log, [line for line in log.splitlines() if warning in line][:3]
     rerun = (site / "rerun.html").read_text()  # book/rerun.md cross-references with {ref}
     assert f'href="{labels["figure-2"][2]}"' in rerun and f'href="{labels["table-5"][2]}"' in rerun
     for page in site.glob("*.html"):
