@@ -79,33 +79,45 @@ def plot_panels(
     artifact_masks: torch.Tensor | None = None,
     titles: Sequence[str] | None = None,
     panel_size: float = 1.6,
+    per_row: int = 1,
 ) -> plt.Figure:
-    """Rows = images, columns = input then one overlay per method (the paper's Figures 2–5 layout).
+    """One group of panels per image: the input, then one overlay per method (the paper's Figures 2–5
+    layout), ``per_row`` groups side by side (1: one image per row).
 
     ``maps`` maps a method name to ``(B, h, w)`` saliency. Object masks are outlined in green and
-    artifact masks in cyan on the input column.
+    artifact masks in cyan on the input panel; ``titles[i]`` labels image i's input panel. Laying
+    several small images side by side keeps a figure of many images about as tall as it is wide.
     """
     n = len(images)
-    cols = 1 + len(maps)
-    fig, axes = plt.subplots(n, cols, figsize=(panel_size * cols, panel_size * n), squeeze=False)
+    per_row = max(1, min(int(per_row), n))
+    group = 1 + len(maps)
+    rows = -(-n // per_row)
+    fig, axes = plt.subplots(rows, group * per_row, figsize=(panel_size * group * per_row, panel_size * rows),
+                             squeeze=False)
     for i in range(n):
-        ax = axes[i, 0]
+        r, c0 = divmod(i, per_row)
+        c0 *= group
+        ax = axes[r, c0]
         ax.imshow(to_numpy_image(images[i]))
         if object_masks is not None:
             outline(ax, object_masks[i], "lime")
         if artifact_masks is not None:
             outline(ax, artifact_masks[i], "cyan")
-        if i == 0:
-            ax.set_title("input", fontsize=8)
+        if r == 0:
+            ax.set_title("input", fontsize=9)
         if titles is not None:
-            ax.set_ylabel(titles[i], fontsize=7)
+            ax.set_ylabel(titles[i], fontsize=9)
         for j, (name, m) in enumerate(maps.items(), start=1):
-            axes[i, j].imshow(overlay(images[i], m[i]))
-            if i == 0:
-                axes[i, j].set_title(name, fontsize=8)
+            axes[r, c0 + j].imshow(overlay(images[i], m[i]))
+            if r == 0:
+                axes[r, c0 + j].set_title(name, fontsize=9)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
+    for k in range(n, rows * per_row):  # groups past the last image stay empty
+        r, c0 = divmod(k, per_row)
+        for j in range(group):
+            axes[r, c0 * group + j].set_visible(False)
     fig.tight_layout(pad=0.2)
     return fig
 

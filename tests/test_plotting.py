@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cascam.plotting import _unit, plot_methods, plot_stages
+from cascam.plotting import _unit, plot_methods, plot_panels, plot_stages
 
 
 def _maps(names, seed=0):
@@ -47,3 +47,17 @@ def test_unit_normalises_and_resizes():
     m = _unit(torch.tensor([[1.0, 3.0], [5.0, 9.0]]), (4, 4))
     assert m.shape == (4, 4) and m.min() == 0.0 and m.max() == 1.0
     assert not _unit(torch.full((3, 3), 2.0), (3, 3)).any()  # a constant map is all zeros
+
+
+def test_plot_panels_lays_images_side_by_side_in_reading_order():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 255, (3, 3, 16, 16), dtype=torch.uint8, generator=g)
+    maps = {"CasCAM": torch.rand(3, 4, 4, generator=g), "CAM": torch.rand(3, 4, 4, generator=g)}
+    fig = plot_panels(images, maps, titles=["a", "b", "c"], per_row=2)
+    axes = np.array(fig.axes).reshape(2, 6)  # 2 rows × (2 images × (input + 2 methods))
+    assert [ax.get_ylabel() for ax in axes[:, [0, 3]].flat] == ["a", "b", "c", ""]
+    assert [ax.get_title() for ax in axes[0]] == ["input", "CasCAM", "CAM"] * 2
+    np.testing.assert_allclose(axes[1, 0].images[0].get_array(), images[2].permute(1, 2, 0).numpy() / 255, atol=1e-6)
+    assert all(ax.get_visible() for ax in axes[1, :3]) and not any(ax.get_visible() for ax in axes[1, 3:])
+    one = plot_panels(images, maps, titles=["a", "b", "c"])  # the default: one image per row
+    assert np.array(one.axes).size == 9 and [ax.get_ylabel() for ax in one.axes[::3]] == ["a", "b", "c"]
