@@ -15,32 +15,11 @@
 #
 # The paper's premise is that a classifier trained on Oxford-IIIT Pet photos with a pasted "Cat" or
 # "Dog" box reads the box, so that its CAM points at the box and CasCAM has something to peel away.
-# Whether that happens depends on how the classifier is trained. This page trains model 1 — only the
-# first model of a cascade — on the photos with the box under several regimes: an ImageNet-pretrained
-# EfficientNet-Lite0 with its body frozen (a linear head on fixed features), fine-tuned as fastai's
-# `fine_tune` does (one epoch frozen, then unfrozen, the authors' schedule), or fully fine-tuned from
-# the first step; and networks without any pretraining (the small CNN of the synthetic benchmark, and
-# ResNet-18 without weights). Every regime runs at 128 px, the cheaper ones also at 96 px, and the
-# linear probe at 224 px, the photos' own size (the grid `cascam.shortcut_study.STUDY_REGIMES`;
-# ResNet-18, at 128 px only, was recorded later with `benchmarks/shortcut_study.py --add resnet18@128`;
-# the other regimes at 224 px did not fit the one-CPU-thread budget of the recorded run). For each it
-# measures where plain CAM peaks on the validation photos:
-#
-# - **box pointing**: the share of photos whose CAM maximum lies inside the box, with a 95 % bootstrap
-#   interval over photos, beside the box's share of the frame (what a map peaking at a random pixel
-#   would score);
-# - **box energy**: the share of the CAM's mass on the box, Σ S·R / Σ S (S the CAM min-max normalised,
-#   R the box), with its interval;
-# - **accuracy** with the box and on the same photos' **box-free originals** (Wilson intervals): a
-#   model that only read the box would fall to chance on the originals.
-#
-# Only the photos whose box-free original exists are used (773 in the prepared Oxford folder), so
-# every validation photo has one. Then the regime whose CAM sits on the box most often drives the
-# `pets-cpu` profile's cascade, and the page reports box pointing and box energy for CAM, CasCAM and
-# the gradient baselines, and each model's accuracy on the originals.
-#
-# The photos are not part of the book. Without a photo folder (the default and smoke builds) this page
-# shows the numbers **recorded** from the maintainers' run, read from `book/records/`, and says so.
+# Whether that happens depends on how the classifier is trained. This page trains model 1 on the
+# photos under several regimes (an ImageNet-pretrained EfficientNet-Lite0 as a linear probe, with the
+# authors' `fine_tune` schedule, or fully fine-tuned; networks without pretraining) and measures where
+# its plain CAM peaks. The photos are not part of the book: without a photo folder (the default and
+# smoke builds) the page shows the numbers recorded from the maintainers' run, and says so.
 
 # %% tags=["parameters"]
 profile = "default"
@@ -105,22 +84,6 @@ def energy_ci(row) -> str:
     return with_ci(row, "box_energy")
 
 
-if live:
-    display(Markdown(f"The numbers below are **computed in this build** from the photos in `{data_path}`."))
-elif study is None:
-    display(Markdown(f"This build has no photo folder and no recorded study (`{records / 'shortcut_study.csv'}`); "
-                     f"run `{RECOMPUTE}` to record one."))
-else:
-    display(Markdown(
-        "The numbers below are **recorded, not recomputed in this build**: this build has no photo folder "
-        f"(`data_path` is not set). They were recorded on {provenance.get('date', '?')} at commit "
-        f"`{provenance.get('commit', '?')}` ({provenance.get('machine', '?')}) with `{provenance.get('command', '?')}`; "
-        f"photos: {provenance.get('photos', '?')}."
-        + "".join(" Added later: " + re.sub(r"(python .*)$", r"`\1`", v) + "."  # the command as code
-                  for k, v in provenance.items() if k.startswith("added "))
-        + f" To recompute them, run `{RECOMPUTE}`, or build the book with "
-        "`cascam book --profile pets-cpu --set data_path=/path/to/oxford-pets-artifact`."))
-
 # %%
 def as_html(line: str) -> str:
     line = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(line, quote=False))
@@ -158,6 +121,51 @@ if study is not None:
     origin = "computed in this build" if live else "recorded run, not recomputed in this build"
     display(HTML('<div class="admonition tip"><p class="admonition-title">Findings (' + origin + ")</p><ul>"
                  + "".join(f"<li>{as_html(line)}</li>" for line in lines) + "</ul></div>"))
+
+# %% [markdown]
+# ## How this page measures
+#
+# Model 1 (only the first model of a cascade) is trained on the photos with the box under several regimes: an ImageNet-pretrained
+# EfficientNet-Lite0 with its body frozen (a linear head on fixed features), fine-tuned as fastai's
+# `fine_tune` does (one epoch frozen, then unfrozen, the authors' schedule), or fully fine-tuned from
+# the first step; and networks without any pretraining (the small CNN of the synthetic benchmark, and
+# ResNet-18 without weights). Every regime runs at 128 px, the cheaper ones also at 96 px, and the
+# linear probe at 224 px, the photos' own size (the grid `cascam.shortcut_study.STUDY_REGIMES`;
+# ResNet-18, at 128 px only, was recorded later with `benchmarks/shortcut_study.py --add resnet18@128`;
+# the other regimes at 224 px did not fit the one-CPU-thread budget of the recorded run). For each, the page
+# measures where plain CAM peaks on the validation photos:
+#
+# - **box pointing**: the share of photos whose CAM maximum lies inside the box, with a 95 % bootstrap
+#   interval over photos, beside the box's share of the frame (what a map peaking at a random pixel
+#   would score);
+# - **box energy**: the share of the CAM's mass on the box, Σ S·R / Σ S (S the CAM min-max normalised,
+#   R the box), with its interval;
+# - **accuracy** with the box and on the same photos' **box-free originals** (Wilson intervals): a
+#   model that only read the box would fall to chance on the originals.
+#
+# Only the photos whose box-free original exists are used (773 in the prepared Oxford folder), so
+# every validation photo has one. Then the regime whose CAM sits on the box most often drives the
+# `pets-cpu` profile's cascade, and the page reports box pointing and box energy for CAM, CasCAM and
+# the gradient baselines, and each model's accuracy on the originals.
+#
+# Without a photo folder the numbers are read from `book/records/`:
+
+# %%
+if live:
+    display(Markdown(f"The numbers on this page are **computed in this build** from the photos in `{data_path}`."))
+elif study is None:
+    display(Markdown(f"This build has no photo folder and no recorded study (`{records / 'shortcut_study.csv'}`); "
+                     f"run `{RECOMPUTE}` to record one."))
+else:
+    display(Markdown(
+        "The numbers on this page are **recorded, not recomputed in this build**: this build has no photo folder "
+        f"(`data_path` is not set). They were recorded on {provenance.get('date', '?')} at commit "
+        f"`{provenance.get('commit', '?')}` ({provenance.get('machine', '?')}) with `{provenance.get('command', '?')}`; "
+        f"photos: {provenance.get('photos', '?')}."
+        + "".join(" Added later: " + re.sub(r"(python .*)$", r"`\1`", v) + "."  # the command as code
+                  for k, v in provenance.items() if k.startswith("added "))
+        + f" To recompute them, run `{RECOMPUTE}`, or build the book with "
+        "`cascam book --profile pets-cpu --set data_path=/path/to/oxford-pets-artifact`."))
 
 # %% [markdown]
 # ## Where model 1's CAM peaks, per regime

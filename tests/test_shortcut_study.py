@@ -215,6 +215,10 @@ def test_the_page_without_photos_shows_the_recorded_study(tmp_path, monkeypatch)
         for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code" for o in c.get("outputs", [])
     )
     assert "recorded, not recomputed in this build" in text
+    cells = [c for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code" and c.get("outputs")]
+    first = {key: next(i for i, c in enumerate(cells) if key in str(c["outputs"]))
+             for key in ("Findings (recorded run", "this build has no photo folder")}
+    assert first["Findings (recorded run"] < first["this build has no photo folder"]  # findings first, provenance after
     assert "feed123" in text and "python benchmarks/shortcut_study.py --data X" in text
     assert "64.2 % [55.0, 73.0]" in text  # the from-scratch row, rounded for people, in the findings and tables
     assert "12.3 % [9.1, 15.8]" in text
