@@ -125,15 +125,16 @@ if study is not None:
 # %% [markdown]
 # ## How this page measures
 #
-# Model 1 (only the first model of a cascade) is trained on the photos with the box under several regimes: an ImageNet-pretrained
-# EfficientNet-Lite0 with its body frozen (a linear head on fixed features), fine-tuned as fastai's
+# Model 1 (only the first model of a cascade) is trained on the photos with the box under several
+# regimes: an ImageNet-pretrained EfficientNet-Lite0 with its body frozen (a linear head on fixed
+# features), fine-tuned as fastai's
 # `fine_tune` does (one epoch frozen, then unfrozen, the authors' schedule), or fully fine-tuned from
 # the first step; and networks without any pretraining (the small CNN of the synthetic benchmark, and
 # ResNet-18 without weights). Every regime runs at 128 px, the cheaper ones also at 96 px, and the
 # linear probe at 224 px, the photos' own size (the grid `cascam.shortcut_study.STUDY_REGIMES`;
 # ResNet-18, at 128 px only, was recorded later with `benchmarks/shortcut_study.py --add resnet18@128`;
-# the other regimes at 224 px did not fit the one-CPU-thread budget of the recorded run). For each, the page
-# measures where plain CAM peaks on the validation photos:
+# the other regimes at 224 px did not fit the one-CPU-thread budget of the recorded run). For each,
+# the page measures where plain CAM peaks on the validation photos:
 #
 # - **box pointing**: the share of photos whose CAM maximum lies inside the box, with a 95 % bootstrap
 #   interval over photos, beside the box's share of the frame (what a map peaking at a random pixel
@@ -148,7 +149,7 @@ if study is not None:
 # `pets-cpu` profile's cascade, and the page reports box pointing and box energy for CAM, CasCAM and
 # the gradient baselines, and each model's accuracy on the originals.
 #
-# Without a photo folder the numbers are read from `book/records/`:
+# Where this build's numbers come from (without a photo folder: `book/records/`):
 
 # %%
 if live:
